@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Build the project's virtualenv from nothing, idempotently.
+#
+#   bash scripts/setup_env.sh          # or: make venv
+#
+# Installs torch 2.14.1 / torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 (built
+# from the registry's source package with its ops), mmdet 3.3.0,
+# mmsegmentation 1.2.2, timm, then this package in editable mode.
+# mmcv 2.1.0 has no wheel for this stack: its setup.py hard-codes -std=c++14/17
+# while torch >= 2.10 headers need C++20, and it imports pkg_resources (gone in
+# setuptools >= 81; torch 2.14 itself needs setuptools >= 77.0.3). We patch the
+# flags, build with setuptools 77-80 and --no-build-isolation, and cache the
+# wheel in $MMCV_WHEEL_DIR for reuse.
+#
+# Environment:
+#   VENV            virtualenv path            (default: .venv in the repo)
+#   PYTHON          interpreter for the venv   (default: python3.11, else python3)
+#   MMCV_WHEEL_DIR  cached mmcv wheel folder   (default: ~/.cache/vanillanet_mm/wheels)
+#   MAX_JOBS        parallel compile jobs      (default: nproc)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+MMCV_WHEEL_DIR="${MMCV_WHEEL_DIR:-$HOME/.cache/vanillanet_mm/wheels}"
+MMCV_VERSION=2.1.0
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+STAMP="$VENV/.vanillanet_mm.stamp"
+
+say() { printf '[setup_env] %s\n' "$*"; }
+
+# What the stamp certifies: this script and setup.py, unchanged.
+want_stamp="$(cat "$0" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]] \
+   && "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm" 2>/dev/null; then
+  say "environment in $VENV is up to date"
+  exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  say "creating virtualenv $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+say "installing torch / torchvision and build tools"
+"${PIP[@]}" install -q "setuptools>=77.0.3,<81" wheel ninja "torch==2.14.1" "torchvision==0.29.1"
+
+mmcv_wheel() { ls "$MMCV_WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1; }
+
+if [[ -z "$(mmcv_wheel)" ]]; then
+  mkdir -p "$MMCV_WHEEL_DIR"
+  work="$(mktemp -d)"
+  log="$MMCV_WHEEL_DIR/mmcv-$MMCV_VERSION-build.log"
+  say "no cached mmcv $MMCV_VERSION wheel in $MMCV_WHEEL_DIR: building it from source"
+  say "this takes about 30 min on 2 CPU cores (about 5 min on 16); log: $log"
+  "${PIP[@]}" download -q --no-deps --no-binary mmcv --no-build-isolation \
+    "mmcv==$MMCV_VERSION" -d "$work" >"$log" 2>&1 \
+    || { say "download of the mmcv sdist failed; see $log"; exit 1; }
+  tar -xzf "$work"/mmcv-"$MMCV_VERSION".tar.gz -C "$work"
+  src="$work/mmcv-$MMCV_VERSION"
+  # torch >= 2.10 headers need C++20.
+  sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
+  (
+    cd "$src"
+    MMCV_WITH_OPS=1 "${PIP[@]}" wheel -v --no-deps --no-build-isolation -w "$work/dist" . >>"$log" 2>&1
+  ) &
+  build_pid=$!
+  start=$(date +%s)
+  while kill -0 "$build_pid" 2>/dev/null; do
+    sleep 30
+    step="$(grep -aoE '\[[0-9]+/[0-9]+\]' "$log" | tail -n1 || true)"
+    say "building mmcv: $(( ($(date +%s) - start) / 60 )) min elapsed, compile step ${step:-(preparing)}"
+  done
+  if ! wait "$build_pid"; then
+    say "mmcv build FAILED; the full log is $log"
+    exit 1
+  fi
+  tmp="$(mktemp -p "$MMCV_WHEEL_DIR" .partial.XXXXXX)"
+  whl="$(ls "$work"/dist/mmcv-*.whl)"
+  cp "$whl" "$tmp" && chmod 644 "$tmp" && mv "$tmp" "$MMCV_WHEEL_DIR/$(basename "$whl")"
+  rm -rf "$work"
+  say "mmcv wheel cached: $(mmcv_wheel)"
+fi
+
+say "installing mmcv (cached wheel), mmengine, mmdet, mmsegmentation, timm"
+"${PIP[@]}" install -q "$(mmcv_wheel)"
+say "installing vanillanet_mm (editable) and its dependencies"
+"${PIP[@]}" install -q -e "$ROOT[tests]"
+"$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm" \
+  || { say "import check failed"; exit 1; }
+echo "$want_stamp" >"$STAMP"
+say "done: activate with 'source $VENV/bin/activate'"

@@ -1,0 +1,292 @@
+"""The VanillaNet backbone for MMDetection / MMSegmentation."""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import torch.nn.functional as F
+
+from .blocks import (DEFAULT_NORM_CFG, Block, SeriesActivation, conv_from,
+                     conv_norm)
+from .fusion import fuse_deep_pair
+
+
+def _arch(dims, strides, ada_pool=None):
+    return dict(dims=list(dims), strides=list(strides), ada_pool=ada_pool)
+
+
+_VN13 = [512, 512, 1024] + [2048] * 7 + [4096, 4096]
+
+
+@MODELS.register_module()
+class VanillaNet(BaseModule):
+    """VanillaNet (Chen et al., 2023): deep training, series activation, fusion.
+
+    ``dims[0]`` is the stem width, ``dims[i + 1]`` the output width of stage i.
+
+    Args:
+        arch: a key of :attr:`arch_settings` or a dict with ``dims`` and
+            ``strides`` (optionally ``ada_pool``, a per-stage list of adaptive
+            max-pool sizes with 0 meaning a plain pool).
+        in_channels: input channels.
+        act_num: series activation radius n; depthwise kernel (2n+1)².
+            ImageNet models use 3, the official detection config 4.
+        out_indices: stage indices to return (negative count from the end).
+            The string ``'stem'`` adds the stem output (stride 4), useful for
+            variants whose first stage already has stride 2 (e.g. VN5/VN6).
+        frozen_stages: -1 freezes nothing, 0 the stem, k the stem and stages
+            0..k-1 (eval mode, no gradients).
+        norm_eval: keep every norm layer in eval mode while training.
+        norm_cfg: norm layers (BN eps 1e-6 as upstream; SyncBN for multi-GPU).
+        deploy: build the fused (inference) form directly.
+        act_learn: initial λ. Default 0: a fresh model is meant to be trained
+            with :class:`DeepTrainingHook`, which anneals λ 0 → 1 (the paper's
+            deep training). Loading an official checkpoint (trained to λ = 1)
+            or one of ours sets λ from the checkpoint.
+        with_cp: gradient checkpointing of each stage (saves memory).
+        init_cfg: mmengine init config; ``dict(type='Pretrained',
+            checkpoint=PATH)`` accepts official ImageNet or mmdet checkpoints
+            and this project's (see :mod:`vanillanet_mm.models.checkpoint`).
+    """
+
+    arch_settings: Dict[str, dict] = {
+        'vanillanet_5': _arch([512, 1024, 2048, 4096], [2, 2, 2]),
+        'vanillanet_6': _arch([512, 1024, 2048, 4096, 4096], [2, 2, 2, 1]),
+        'vanillanet_7': _arch([512, 512, 1024, 2048, 4096, 4096],
+                              [1, 2, 2, 2, 1]),
+        'vanillanet_8': _arch([512, 512, 1024, 2048, 2048, 4096, 4096],
+                              [1, 2, 2, 1, 2, 1]),
+        'vanillanet_9': _arch([512, 512, 1024] + [2048] * 3 + [4096, 4096],
+                              [1, 2, 2, 1, 1, 2, 1]),
+        'vanillanet_10': _arch([512, 512, 1024] + [2048] * 4 + [4096, 4096],
+                               [1, 2, 2, 1, 1, 1, 2, 1]),
+        'vanillanet_11': _arch([512, 512, 1024] + [2048] * 5 + [4096, 4096],
+                               [1, 2, 2, 1, 1, 1, 1, 2, 1]),
+        'vanillanet_12': _arch([512, 512, 1024] + [2048] * 6 + [4096, 4096],
+                               [1, 2, 2, 1, 1, 1, 1, 1, 2, 1]),
+        'vanillanet_13': _arch(_VN13, [1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1]),
+        'vanillanet_13_x1_5': _arch([d * 3 // 2 for d in _VN13],
+                                    [1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1]),
+        'vanillanet_13_x1_5_ada_pool': _arch(
+            [d * 3 // 2 for d in _VN13], [1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1],
+            ada_pool=[0, 38, 19, 0, 0, 0, 0, 0, 0, 10, 0]),
+    }
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'vanillanet_13',
+                 in_channels: int = 3,
+                 act_num: int = 3,
+                 out_indices: Sequence[Union[int, str]] = (-1, ),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: dict = DEFAULT_NORM_CFG,
+                 deploy: bool = False,
+                 act_learn: float = 0.0,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self._resolve_arch(arch)
+        dims, strides = self.arch['dims'], self.arch['strides']
+        ada_pool = self.arch.get('ada_pool') or [0] * len(strides)
+        if not isinstance(act_num, int) or act_num < 0:
+            raise ValueError(
+                f'act_num must be an integer >= 0 (the depthwise kernel is '
+                f'(2*act_num+1)^2), got {act_num!r}; use 3 (ImageNet) or 4 '
+                f'(official detection config)')
+        num_stages = len(strides)
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}] '
+                             f'for this arch, got {frozen_stages}')
+        self.in_channels = in_channels
+        self.act_num = act_num
+        self.num_stages = num_stages
+        self.out_indices = self._resolve_out_indices(out_indices, num_stages)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = deploy
+
+        stem_stride, stem_pad = (3, 1) if self.arch.get('ada_pool') else (4, 0)
+        # The stem sits at the top level so that state dicts use the
+        # official key names (stem1/stem2, or stem in the deploy form).
+        self._stem_conv = dict(kernel_size=4, stride=stem_stride,
+                               padding=stem_pad)
+        if deploy:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, dims[0], **self._stem_conv),
+                SeriesActivation(dims[0], act_num, deploy=True))
+        else:
+            self.stem1 = conv_norm(in_channels, dims[0], norm_cfg,
+                                   **self._stem_conv)
+            self.stem2 = nn.Sequential(
+                *conv_norm(dims[0], dims[0], norm_cfg),
+                SeriesActivation(dims[0], act_num, norm_cfg=norm_cfg))
+        self.stages = nn.ModuleList(
+            Block(dims[i], dims[i + 1], act_num, strides[i], deploy,
+                  ada_pool[i] or None, norm_cfg) for i in range(num_stages))
+        # Persistent, so our checkpoints (and resumed runs) carry λ.
+        self.register_buffer('_act_learn', torch.tensor(float(act_learn)))
+        self.set_act_learn(1.0 if deploy else act_learn)
+        self.out_channels = [dims[0] if i == 'stem' else dims[i + 1]
+                             for i in self.out_indices]
+        self.total_stride = (stem_stride if self.arch.get('ada_pool') else
+                             4 * math.prod(strides))
+        self._freeze_stages()
+
+    # ----------------------------------------------------------- arguments
+    @classmethod
+    def _resolve_arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            if arch not in cls.arch_settings:
+                raise ValueError(
+                    f'unknown VanillaNet arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_settings)} or pass a dict with '
+                    f"'dims' and 'strides'")
+            return dict(cls.arch_settings[arch])
+        if not isinstance(arch, dict) or not {'dims', 'strides'} <= set(arch):
+            raise ValueError("a custom VanillaNet arch must be a dict with "
+                             f"'dims' and 'strides', got {arch!r}")
+        arch = dict(arch)
+        if len(arch['dims']) != len(arch['strides']) + 1:
+            raise ValueError(
+                'arch dims must have one entry more than strides (dims[0] is '
+                f"the stem width), got {len(arch['dims'])} dims and "
+                f"{len(arch['strides'])} strides")
+        if arch.get('ada_pool') and len(arch['ada_pool']) != len(
+                arch['strides']):
+            raise ValueError('arch ada_pool needs one entry per stage')
+        return arch
+
+    @staticmethod
+    def _resolve_out_indices(out_indices, num_stages) -> List[Union[int, str]]:
+        if isinstance(out_indices, (int, str)):
+            out_indices = [out_indices]
+        resolved = []
+        for idx in out_indices:
+            if idx == 'stem':
+                resolved.append('stem')
+                continue
+            if not isinstance(idx, int) or not -num_stages <= idx < num_stages:
+                raise ValueError(
+                    f'out_indices entry {idx!r} is out of range: this arch has '
+                    f'{num_stages} stages, use 0..{num_stages - 1} (negative '
+                    "from the end) or 'stem'")
+            resolved.append(idx % num_stages)
+        return resolved
+
+    # ------------------------------------------------------------------ λ
+    @property
+    def act_learn(self) -> float:
+        """λ, the leaky-ReLU slope between each pair of convs (1 = linear)."""
+        return self._act_learn_value
+
+    def set_act_learn(self, value: float) -> None:
+        """Set λ on the stem and every stage (the paper's ``act_learn``)."""
+        value = float(value)
+        self._act_learn_value = value  # a float: no device sync in forward
+        self._act_learn.fill_(value)
+        for stage in self.stages:
+            stage.act_learn = value
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.set_act_learn(self._act_learn.item())
+
+    # ------------------------------------------------------------- forward
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'VanillaNet expects input (N, {self.in_channels}, H, W), got '
+                f'{tuple(x.shape)}; set in_channels= to match your data')
+        if min(x.shape[-2:]) < self.total_stride:
+            raise ValueError(
+                f'input {tuple(x.shape[-2:])} is smaller than the total stride '
+                f'{self.total_stride} of this arch; resize or pad the input')
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        self._check_input(x)
+        if self.deploy:
+            x = self.stem(x)
+        else:
+            x = self.stem2(F.leaky_relu(self.stem1(x), self.act_learn))
+        feats = {'stem': x}
+        for i, stage in enumerate(self.stages):
+            if self.with_cp and self.training and x.requires_grad:
+                x = cp.checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+            feats[i] = x
+        return tuple(feats[idx] for idx in self.out_indices)
+
+    # -------------------------------------------------------------- deploy
+    @torch.no_grad()
+    def switch_to_deploy(self, force: bool = False) -> None:
+        """Fuse in place into the inference form (idempotent).
+
+        Exact only at λ = 1 (the leaky ReLU between the convs is then the
+        identity). Otherwise this raises, unless ``force=True``, which fuses
+        as if λ were 1 and so changes the network's function.
+        """
+        if self.deploy:
+            return
+        if self.act_learn != 1.0 and not force:
+            raise RuntimeError(
+                f'switch_to_deploy() needs act_learn (λ) == 1, got '
+                f'{self.act_learn:g}: fusing now would change the network. '
+                'Finish the λ anneal (DeepTrainingHook) or call '
+                'switch_to_deploy(force=True) to fuse as if λ = 1.')
+        weight, bias = fuse_deep_pair(self.stem1, self.stem2[:2])
+        act = self.stem2[2]
+        act.switch_to_deploy()
+        self.stem = nn.Sequential(conv_from(weight, bias, self._stem_conv['stride'],
+                                            self._stem_conv['padding']),
+                                  act)
+        del self.stem1, self.stem2
+        for stage in self.stages:
+            stage.switch_to_deploy()
+        self.deploy = True
+        self.set_act_learn(1.0)
+        self._freeze_stages()
+
+    # ------------------------------------------------- freezing / training
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        stem = [self.stem] if self.deploy else [self.stem1, self.stem2]
+        frozen = [*stem, *self.stages[:self.frozen_stages]]
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        init_cfg = self.init_cfg
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            from .checkpoint import load_pretrained
+            load_pretrained(self, init_cfg['checkpoint'],
+                            prefix=init_cfg.get('prefix'))
+            self._is_init = True
+            return
+        if init_cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        super().init_weights()

@@ -1,0 +1,123 @@
+"""VanillaNet's building blocks: series activation and stage block.
+
+Parameter names follow the official code so official checkpoints load as is:
+training form ``stem1``/``stem2``, ``conv1``/``conv2``, ``act.weight``,
+``act.bn``; deploy form ``stem``, ``conv``, ``act.weight``/``act.bias``.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.model.weight_init import trunc_normal_
+from torch import Tensor, nn
+
+from .fusion import fuse_conv_bn, fuse_deep_pair
+
+DEFAULT_NORM_CFG = dict(type='BN', eps=1e-6, requires_grad=True)
+
+
+def conv_norm(in_ch: int, out_ch: int, norm_cfg: dict,
+               **conv_kwargs) -> nn.Sequential:
+    """``Sequential(conv, norm)``: keys ``.0.*`` and ``.1.*`` as upstream."""
+    conv_kwargs.setdefault('kernel_size', 1)
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, **conv_kwargs),
+        build_norm_layer(norm_cfg, out_ch)[1])
+
+
+def conv_from(weight: torch.Tensor, bias: torch.Tensor, stride=1,
+              padding=0) -> nn.Conv2d:
+    """An ``nn.Conv2d`` holding the given (fused) weight and bias."""
+    out_ch, in_ch, kh, kw = weight.shape
+    conv = nn.Conv2d(in_ch, out_ch, (kh, kw), stride, padding).to(weight)
+    conv.weight.data.copy_(weight)
+    conv.bias.data.copy_(bias)
+    return conv
+
+
+class SeriesActivation(nn.Module):
+    """Series-informed activation: ReLU, then a (2·act_num+1)² depthwise conv.
+
+    Training form: depthwise conv without bias, then BN. Deploy form: the BN
+    folded into the depthwise conv (weight scale + ``bias``).
+    """
+
+    def __init__(self, channels: int, act_num: int = 3, deploy: bool = False,
+                 norm_cfg: dict = DEFAULT_NORM_CFG):
+        super().__init__()
+        self.channels = channels
+        self.act_num = act_num
+        self.deploy = deploy
+        k = 2 * act_num + 1
+        self.weight = nn.Parameter(torch.empty(channels, 1, k, k))
+        trunc_normal_(self.weight, std=.02)
+        if deploy:
+            self.bias = nn.Parameter(torch.zeros(channels))
+        else:
+            self.bias = None
+            self.bn = build_norm_layer(norm_cfg, channels)[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.conv2d(F.relu(x), self.weight, self.bias, padding=self.act_num,
+                     groups=self.channels)
+        return x if self.deploy else self.bn(x)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        if self.deploy:
+            return
+        weight, bias = fuse_conv_bn(self.weight, None, self.bn)
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+        del self.bn
+        self.deploy = True
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels}, act_num={self.act_num}, '
+                f'deploy={self.deploy}')
+
+
+class Block(nn.Module):
+    """One VanillaNet stage: 1x1 conv-BN, λ-leaky, 1x1 conv-BN, pool, act.
+
+    ``stride`` 2 adds a max-pool (an adaptive max-pool to ``ada_pool`` pixels
+    for the ada-pool variant); stride 1 keeps the resolution.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, act_num: int = 3,
+                 stride: int = 2, deploy: bool = False,
+                 ada_pool: Optional[int] = None,
+                 norm_cfg: dict = DEFAULT_NORM_CFG):
+        super().__init__()
+        self.deploy = deploy
+        self.act_learn = 0.0
+        self.stride = stride
+        if deploy:
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+        else:
+            self.conv1 = conv_norm(in_channels, in_channels, norm_cfg)
+            self.conv2 = conv_norm(in_channels, out_channels, norm_cfg)
+        if stride == 1:
+            self.pool = nn.Identity()
+        elif ada_pool:
+            self.pool = nn.AdaptiveMaxPool2d((ada_pool, ada_pool))
+        else:
+            self.pool = nn.MaxPool2d(stride)
+        self.act = SeriesActivation(out_channels, act_num, deploy, norm_cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.deploy:
+            x = self.conv(x)
+        else:
+            x = self.conv2(F.leaky_relu(self.conv1(x), self.act_learn))
+        return self.act(self.pool(x))
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        if self.deploy:
+            return
+        self.conv = conv_from(*fuse_deep_pair(self.conv1, self.conv2))
+        self.act.switch_to_deploy()
+        del self.conv1, self.conv2
+        self.deploy = True

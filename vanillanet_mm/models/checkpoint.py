@@ -1,0 +1,130 @@
+"""Reading VanillaNet weights in every layout we meet.
+
+Layouts: official ImageNet checkpoints (``{'model': sd}`` or
+``{'model_ema': sd}``, training or deploy form, with a classifier), official
+mmdet 2.x detection checkpoints (``backbone.`` keys, no λ) and this project's
+own (mmengine ``{'state_dict': sd}``, or a bare state dict). Unlike the
+official code (``strict=False`` and a print), every mismatch is an error.
+"""
+import os
+from typing import Dict, Optional
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner import CheckpointLoader
+from torch import nn
+
+HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
+ENTRY_KEYS = ('state_dict', 'model', 'model_ema')
+ACT_LEARN_KEY = '_act_learn'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot become this model's weights."""
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint file on CPU with one clear error per failure."""
+    if '://' not in str(path) and not os.path.isfile(path):
+        raise CheckpointError(f'checkpoint file not found: {path}')
+    try:
+        ckpt = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    except Exception as e:  # truncated zip, random bytes, pickle errors ...
+        raise CheckpointError(
+            f'{path} is not a readable PyTorch checkpoint (truncated or not a '
+            f'checkpoint?): {type(e).__name__}: {str(e).splitlines()[0]}'
+        ) from e
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{path} holds a {type(ckpt).__name__}, not a '
+                              'checkpoint dict')
+    return ckpt
+
+
+def extract_state_dict(ckpt: dict, path: str = 'checkpoint') -> dict:
+    """The state dict inside ``ckpt``: 'state_dict', 'model', 'model_ema'."""
+    for key in ENTRY_KEYS:
+        if isinstance(ckpt.get(key), dict):
+            return ckpt[key]
+    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return ckpt
+    raise CheckpointError(
+        f'{path}: unknown checkpoint layout: no {"/".join(ENTRY_KEYS)} entry '
+        f'and not a bare state dict (top-level keys: {sorted(ckpt)[:10]})')
+
+
+def to_backbone_state_dict(state_dict: Dict[str, torch.Tensor],
+                           keep_head: bool = False,
+                           prefix: Optional[str] = None) -> dict:
+    """Strip wrappers (``module.``, ``backbone.`` or ``prefix``) and the head.
+
+    The ImageNet classifier (``cls1/cls2/cls``) is dropped on purpose unless
+    ``keep_head``: a detection or segmentation backbone has none.
+    """
+    sd = {k[7:] if k.startswith('module.') else k: v
+          for k, v in state_dict.items()}
+    prefix = prefix if prefix is not None else (
+        'backbone.' if any(k.startswith('backbone.') for k in sd) else '')
+    if prefix:
+        prefix = prefix.rstrip('.') + '.'
+        sd = {k[len(prefix):]: v for k, v in sd.items()
+              if k.startswith(prefix)}
+    if not keep_head:
+        sd = {k: v for k, v in sd.items() if not k.startswith(HEAD_PREFIXES)}
+    return sd
+
+
+def layout_of(state_dict: dict, path: str = 'checkpoint') -> str:
+    """'training' (stem1/stem2, conv1/conv2) or 'deploy' (stem, conv)."""
+    if 'stem1.0.weight' in state_dict:
+        return 'training'
+    if 'stem.0.weight' in state_dict:
+        return 'deploy'
+    raise CheckpointError(
+        f'{path}: unknown layout: no VanillaNet stem key (stem1.0.weight or '
+        f'stem.0.weight); first keys: {sorted(state_dict)[:8]}')
+
+
+def check_compatible(model: nn.Module, state_dict: dict,
+                     path: str = 'checkpoint') -> None:
+    """Raise one error that lists missing, unexpected and mis-shaped keys."""
+    src = layout_of(state_dict, path)
+    want = 'deploy' if model.deploy else 'training'
+    if src != want:
+        raise CheckpointError(
+            f'{path} holds the {src} (deploy={src == "deploy"}) layout but the '
+            f'model was built with deploy={model.deploy}; build it with '
+            f'deploy={src == "deploy"}, or convert the checkpoint '
+            '(tools/convert_checkpoint.py)')
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
+                    f'{tuple(own[k].shape)}' for k in set(own) & set(state_dict)
+                    if own[k].shape != state_dict[k].shape)
+    problems = [(name, keys) for name, keys in (
+        ('missing keys', missing), ('unexpected keys', unexpected),
+        ('shape mismatches', shapes)) if keys]
+    if problems:
+        lines = [f'{path} does not match this VanillaNet (another arch, '
+                 'act_num or width?):']
+        for name, keys in problems:
+            shown = ', '.join(keys[:12]) + (' ...' if len(keys) > 12 else '')
+            lines.append(f'  {len(keys)} {name}: {shown}')
+        raise CheckpointError('\n'.join(lines))
+
+
+def load_pretrained(model: nn.Module, path: str,
+                    prefix: Optional[str] = None) -> None:
+    """Load backbone weights from any supported layout, strictly.
+
+    Checkpoints without λ (all official ones: ImageNet models finish deep
+    training at λ = 1, the mmdet ones never used it) set λ = 1.
+    """
+    ckpt = read_checkpoint(path)
+    sd = to_backbone_state_dict(extract_state_dict(ckpt, path), prefix=prefix)
+    sd.setdefault(ACT_LEARN_KEY, torch.tensor(1.0))
+    check_compatible(model, sd, path)
+    model.load_state_dict(sd, strict=True)
+    print_log(f'VanillaNet: loaded {len(sd)} tensors from {path} '
+              f'({layout_of(sd)} layout, act_learn={model.act_learn:g})',
+              logger='current')
