@@ -50,6 +50,8 @@ class VanillaNet(BaseModule):
             deep training). Loading an official checkpoint (trained to λ = 1)
             or one of ours sets λ from the checkpoint.
         with_cp: gradient checkpointing of each stage (saves memory).
+        pretrained: shorthand for ``init_cfg=dict(type='Pretrained', ...)``
+            (mmseg passes ``model.pretrained`` here).
         init_cfg: mmengine init config; ``dict(type='Pretrained',
             checkpoint=PATH)`` accepts official ImageNet or mmdet checkpoints
             and this project's (see :mod:`vanillanet_mm.models.checkpoint`).
@@ -89,7 +91,13 @@ class VanillaNet(BaseModule):
                  deploy: bool = False,
                  act_learn: float = 0.0,
                  with_cp: bool = False,
+                 pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
+        if pretrained is not None:  # mmseg's `model.pretrained` convention
+            if init_cfg is not None:
+                raise ValueError('give VanillaNet either init_cfg or '
+                                 'pretrained, not both')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.arch = self._resolve_arch(arch)
         dims, strides = self.arch['dims'], self.arch['strides']

@@ -18,7 +18,7 @@ from .backbone import VanillaNet
 from .blocks import DEFAULT_NORM_CFG, conv_from
 from .checkpoint import (ACT_LEARN_KEY, check_compatible, extract_state_dict,
                          to_backbone_state_dict)
-from .fusion import fuse_deep_pair
+from .fusion import fuse_conv_bn, merge_pointwise
 
 
 class VanillaNetClassifier(VanillaNet):
@@ -62,7 +62,9 @@ class VanillaNetClassifier(VanillaNet):
         if self.deploy:
             return
         super().switch_to_deploy(force)
-        weight, bias = fuse_deep_pair(self.cls1[2:], self.cls2)
+        conv, bn, out = self.cls1[2], self.cls1[3], self.cls2[0]
+        weight, bias = merge_pointwise(*fuse_conv_bn(conv.weight, conv.bias, bn),
+                                       out.weight, out.bias)
         self.cls = nn.Sequential(*self.cls1[:2], conv_from(weight, bias))
         del self.cls1, self.cls2
 
@@ -94,8 +96,9 @@ default_cfgs = generate_default_cfgs(
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs):
+    kwargs.setdefault('arch', variant)  # a dict gives custom widths
     return build_model_with_cfg(
-        VanillaNetClassifier, variant, pretrained, arch=variant,
+        VanillaNetClassifier, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(flatten_sequential=False), **kwargs)
 

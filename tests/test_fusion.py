@@ -1,0 +1,130 @@
+"""Fusion is exact: the algebra once, then every variant end to end."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import randomize_bn, small_arch
+from torch import nn
+
+from vanillanet_mm.models import SeriesActivation, VanillaNet
+from vanillanet_mm.models.fusion import (fuse_conv_bn, fuse_deep_pair,
+                                         merge_pointwise)
+
+
+def _bn(n, seed):
+    bn = nn.BatchNorm2d(n, eps=1e-6).eval()
+    randomize_bn(bn, seed)
+    return bn
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / a.abs().max()).item()
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_fuse_conv_bn_matches_bn_of_conv(bias):
+    conv = nn.Conv2d(5, 7, 3, padding=1, bias=bias)
+    bn = _bn(7, 1)
+    x = torch.randn(2, 5, 9, 11)
+    w, b = fuse_conv_bn(conv.weight, conv.bias, bn)
+    assert w.is_contiguous() and b.is_contiguous()
+    assert rel_err(bn(conv(x)), F.conv2d(x, w, b, padding=1)) < 1e-6
+
+
+def test_merge_pointwise_after_padded_strided_conv():
+    c1 = nn.Conv2d(3, 6, 4, stride=3, padding=1)
+    c2 = nn.Conv2d(6, 5, 1)
+    x = torch.randn(2, 3, 17, 23)
+    w, b = merge_pointwise(c1.weight, c1.bias, c2.weight, c2.bias)
+    assert w.shape == (5, 3, 4, 4) and w.is_contiguous()
+    fused = F.conv2d(x, w, b, stride=3, padding=1)
+    assert rel_err(c2(c1(x)), fused) < 1e-6
+
+
+def test_fuse_deep_pair_is_linear_composition():
+    first = nn.Sequential(nn.Conv2d(4, 4, 1), _bn(4, 2))
+    second = nn.Sequential(nn.Conv2d(4, 9, 1), _bn(9, 3))
+    x = torch.randn(1, 4, 5, 5)
+    w, b = fuse_deep_pair(first, second)
+    assert rel_err(second(first(x)), F.conv2d(x, w, b)) < 1e-6
+
+
+@pytest.mark.parametrize('act_num', [0, 1, 2, 3, 4])
+def test_series_activation_fusion(act_num):
+    act = SeriesActivation(6, act_num).eval()
+    randomize_bn(act, act_num)
+    x = torch.randn(2, 6, 13, 10)
+    # independent reference: relu, depthwise conv, BN by formula
+    y = F.conv2d(x.clamp(min=0), act.weight, padding=act_num, groups=6)
+    bn = act.bn
+    ref = (y - bn.running_mean.view(1, -1, 1, 1)) / (
+        bn.running_var.view(1, -1, 1, 1) + bn.eps).sqrt() * bn.weight.view(
+            1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+    assert rel_err(ref, act(x)) < 1e-6
+    act.switch_to_deploy()
+    assert not hasattr(act, 'bn') and act.bias is not None
+    assert rel_err(ref, act(x)) < 1e-5
+
+
+def _fused_pair(model, x):
+    model.eval()
+    model.set_act_learn(1.0)
+    randomize_bn(model)
+    ref = model(x)
+    fused = copy.deepcopy(model)
+    fused.switch_to_deploy()
+    return ref, fused, fused(x)
+
+
+@pytest.mark.parametrize('name', sorted(VanillaNet.arch_settings))
+@pytest.mark.parametrize('act_num', [1, 4])
+def test_every_variant_fuses_exactly(name, act_num):
+    model = VanillaNet(small_arch(name), act_num=act_num,
+                       out_indices=tuple(range(len(
+                           VanillaNet.arch_settings[name]['strides']))))
+    x = torch.randn(2, 3, 97, 131)
+    ref, fused, out = _fused_pair(model, x)
+    assert len(ref) == len(out) == model.num_stages
+    for a, b in zip(ref, out):
+        assert rel_err(a, b) <= 1e-5
+
+
+@pytest.mark.parametrize('act_num', [1, 2, 3, 4])
+def test_fused_form_structure(act_num, tiny_arch):
+    model = VanillaNet(tiny_arch, act_num=act_num, out_indices=(0, 1, 2, 3))
+    x = torch.randn(1, 3, 97, 131)
+    ref, fused, out = _fused_pair(model, x)
+    for a, b in zip(ref, out):
+        assert rel_err(a, b) <= 1e-5
+    names = {n for n, _ in fused.named_modules()}
+    assert not any(('conv1' in n or 'stem1' in n or n.endswith('.bn'))
+                   for n in names)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert all(p.is_contiguous() for p in fused.parameters())
+    # the fused model is exactly a deploy-built model with those weights
+    deploy = VanillaNet(tiny_arch, act_num=act_num, out_indices=(0, 1, 2, 3),
+                        deploy=True).eval()
+    deploy.load_state_dict(fused.state_dict())
+    for a, b in zip(out, deploy(x)):
+        assert torch.equal(a, b)
+    # idempotent
+    before = {k: v.clone() for k, v in fused.state_dict().items()}
+    fused.switch_to_deploy()
+    assert all(torch.equal(before[k], v)
+               for k, v in fused.state_dict().items())
+
+
+def test_switch_to_deploy_refuses_unless_lambda_is_one(tiny_arch):
+    model = VanillaNet(tiny_arch).eval()
+    model.set_act_learn(0.3)
+    with pytest.raises(RuntimeError, match=r'act_learn \(λ\) == 1, got 0.3'):
+        model.switch_to_deploy()
+    assert not model.deploy and hasattr(model, 'stem1')
+    x = torch.randn(1, 3, 64, 64)
+    before = model(x)[-1]
+    model.switch_to_deploy(force=True)
+    after = model(x)[-1]
+    # forcing really changes the function (λ = 0.3 ≠ identity)
+    assert rel_err(before, after) > 1e-3
+    assert model.act_learn == 1.0
