@@ -1,15 +1,19 @@
 """VanillaNet for OpenMMLab: ``custom_imports=dict(imports=['vanillanet_mm'])``.
 
-Importing registers the ``VanillaNet`` backbone (mmengine's root MODELS, so
-mmdet and mmseg both find it), the timm classifiers ``vanillanet_5`` …
+Importing registers the ``VanillaNet`` backbone, ``DeepTrainingHook``,
+``SwitchToDeployHook`` and ``VanillaNetLayerDecayOptimizerConstructor`` in
+mmengine's root registries (so mmdet and mmseg both find them), the timm classifiers ``vanillanet_5`` …
 ``vanillanet_13_x1_5_ada_pool``, and allow-lists mmengine's checkpoint
 objects for torch's ``weights_only`` loading (see :mod:`.compat`).
 """
 from .compat import allow_mmengine_checkpoints
+from .engine import (DeepTrainingHook, SwitchToDeployHook,
+                     VanillaNetLayerDecayOptimizerConstructor)
 from .models import VanillaNet
 from .models import timm_models  # noqa: F401  (registers timm entrypoints)
 
 allow_mmengine_checkpoints()
 
 __version__ = '0.1.0'
-__all__ = ['VanillaNet']
+__all__ = ['VanillaNet', 'DeepTrainingHook', 'SwitchToDeployHook',
+           'VanillaNetLayerDecayOptimizerConstructor']

@@ -4,7 +4,12 @@ mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6
 that default is True and rejects the few non-tensor objects mmengine (and the
 official VanillaNet training script) pickle into checkpoints, e.g.
 ``Unsupported global: mmengine.logging.history_buffer.HistoryBuffer`` on
-``--resume``. Instead of switching safety off, allow-list exactly those types.
+``--resume``. Instead of switching safety off, allow-list exactly those types,
+and stop HistoryBuffer from pickling its statistics functions (they pickle as
+``getattr(HistoryBuffer, 'min')``, and allowing ``getattr`` would make
+``weights_only`` meaningless). Its ``__setstate__`` restores them from the
+class registry, so nothing is lost. Runner checkpoints written by mmengine
+without this package imported still need ``weights_only=False`` to load.
 """
 import argparse
 import collections
@@ -22,10 +27,17 @@ def _numpy_globals() -> list:
             np.dtype, *dtype_types]
 
 
+def _history_buffer_getstate(self) -> dict:
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)  # re-registered on load
+    return state
+
+
 def allow_mmengine_checkpoints() -> None:
     """Allow-list mmengine's and the official trainer's checkpoint objects."""
-    from mmengine.logging import HistoryBuffer, MessageHub
     from mmengine.config import ConfigDict
+    from mmengine.logging import HistoryBuffer, MessageHub
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
     torch.serialization.add_safe_globals([
         HistoryBuffer, MessageHub, ConfigDict, argparse.Namespace,
         collections.OrderedDict, collections.defaultdict, *_numpy_globals()

@@ -1,0 +1,99 @@
+"""Convert VanillaNet checkpoints.
+
+  from-official SRC DST [--arch vanillanet_13 --act-num 4]
+      official ImageNet ({'model'|'model_ema': sd}, training or deploy layout)
+      or official mmdet 2.x checkpoint -> a file this project's backbone loads
+      with init_cfg=dict(type='Pretrained', checkpoint=DST).
+  to-deploy CONFIG SRC DST
+      a trained detector/segmentor checkpoint -> the same model with the
+      backbone fused; load it with --cfg-options model.backbone.deploy=True.
+
+DST is written atomically and never overwritten without --force.
+"""
+import argparse
+import datetime
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+
+import vanillanet_mm
+from vanillanet_mm.cli import run_cli
+from vanillanet_mm.fileio import atomic_save
+from vanillanet_mm.models import VanillaNet
+from vanillanet_mm.models.checkpoint import (ACT_LEARN_KEY, check_compatible,
+                                             extract_state_dict, layout_of,
+                                             read_checkpoint,
+                                             to_backbone_state_dict)
+from vanillanet_mm.scope import build_model
+
+
+def _meta(kind: str, src: str) -> dict:
+    return dict(vanillanet_mm=dict(
+        conversion=kind, source=str(src), version=vanillanet_mm.__version__,
+        time=datetime.datetime.now().isoformat(timespec='seconds')))
+
+
+def from_official(args) -> None:
+    sd = to_backbone_state_dict(extract_state_dict(read_checkpoint(args.src),
+                                                   args.src))
+    sd.setdefault(ACT_LEARN_KEY, torch.tensor(1.0))
+    layout = layout_of(sd, args.src)
+    model = VanillaNet(args.arch, act_num=args.act_num,
+                       deploy=layout == 'deploy')
+    check_compatible(model, sd, args.src)
+    atomic_save(dict(state_dict=sd, meta=_meta('from-official', args.src)),
+                args.dst, args.force)
+    print(f'wrote {args.dst}: {args.arch} act_num={args.act_num}, {layout} '
+          f'layout, {len(sd)} tensors')
+
+
+def to_deploy(args) -> None:
+    cfg = Config.fromfile(args.config)
+    model = build_model(cfg)
+    if not any(hasattr(m, 'switch_to_deploy') for m in model.modules()):
+        raise ValueError(f'{args.config} builds no VanillaNet: nothing to fuse')
+    ckpt = read_checkpoint(args.src)
+    try:
+        load_checkpoint(model, args.src, map_location='cpu', strict=True)
+    except RuntimeError as e:
+        raise ValueError(f'{args.src} does not match {args.config}: '
+                         f'{str(e).splitlines()[0]} ...') from e
+    fused = []
+    for name, m in model.named_modules():
+        if hasattr(m, 'switch_to_deploy') and not getattr(m, 'deploy', False):
+            m.switch_to_deploy()
+            fused.append(name)
+    meta = dict(ckpt.get('meta', {}))
+    meta.update(_meta('to-deploy', args.src))
+    atomic_save(dict(state_dict=model.state_dict(), meta=meta), args.dst,
+                args.force)
+    print(f'wrote {args.dst}: fused {", ".join(fused)}; test it with '
+          '--cfg-options model.backbone.deploy=True')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('from-official', help='official -> this project')
+    p.add_argument('src')
+    p.add_argument('dst')
+    p.add_argument('--arch', default='vanillanet_13',
+                   choices=sorted(VanillaNet.arch_settings))
+    p.add_argument('--act-num', type=int, default=4)
+    p.set_defaults(func=from_official)
+    p = sub.add_parser('to-deploy', help='trained model -> fused model')
+    p.add_argument('config')
+    p.add_argument('src')
+    p.add_argument('dst')
+    p.set_defaults(func=to_deploy)
+    for p in sub.choices.values():
+        p.add_argument('--force', action='store_true',
+                       help='overwrite an existing DST')
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == '__main__':
+    run_cli(main, 'convert_checkpoint')

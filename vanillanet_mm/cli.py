@@ -1,0 +1,29 @@
+"""Shared command-line plumbing: one clear line per error, clean signals."""
+import signal
+import sys
+from typing import Callable
+
+from .models.checkpoint import CheckpointError
+
+#: Errors a user can fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (CheckpointError, FileNotFoundError, FileExistsError,
+               ValueError, RuntimeError)
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def run_cli(main: Callable[[], None], prog: str) -> None:
+    """Run ``main``; turn user errors into ``prog: error: …`` and exit 1.
+
+    SIGTERM/SIGINT become ``SystemExit`` so ``finally`` blocks (temp-file
+    cleanup) run.
+    """
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGINT, _raise_exit)
+    try:
+        main()
+    except USER_ERRORS as e:
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,7 @@
+from .deep_training_hook import DeepTrainingHook
+from .layer_decay_optimizer_constructor import \
+    VanillaNetLayerDecayOptimizerConstructor
+from .switch_to_deploy_hook import SwitchToDeployHook
+
+__all__ = ['DeepTrainingHook', 'SwitchToDeployHook',
+           'VanillaNetLayerDecayOptimizerConstructor']

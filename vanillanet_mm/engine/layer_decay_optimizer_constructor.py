@@ -1,0 +1,69 @@
+"""Layer-wise learning-rate decay for VanillaNet detectors/segmentors."""
+from typing import List
+
+from mmengine.logging import print_log
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from torch import nn
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
+    """Official VanillaNet grouping, in ``paramwise_cfg``:
+
+    ``num_layers`` (6 for VN13), ``decay_rate`` (0.6) and ``decay_type``:
+    ``'layer_wise'``: ``backbone.stem*`` → 0, ``backbone.stages.{s}`` →
+    s // 2 + 1; ``'stage_wise'``: stage s → s + 1. Everything else (neck,
+    heads) → num_layers + 1. lr scale = decay_rate ** (num_layers + 1 - id).
+    1-D parameters and biases get no weight decay.
+    """
+
+    def layer_id(self, name: str, num_layers: int) -> int:
+        if name.startswith('backbone.stem'):
+            return 0
+        if name.startswith('backbone.stages.'):
+            stage = int(name.split('.')[2])
+            layer = (stage // 2 + 1 if self.paramwise_cfg.get(
+                'decay_type', 'layer_wise') == 'layer_wise' else stage + 1)
+            if layer > num_layers:
+                raise ValueError(
+                    f'{name} falls in layer {layer} > num_layers={num_layers}: '
+                    'raise paramwise_cfg.num_layers for this arch/decay_type')
+            return layer
+        return num_layers + 1
+
+    def add_params(self, params: List[dict], module: nn.Module,
+                   **kwargs) -> None:
+        cfg = self.paramwise_cfg
+        decay_type = cfg.get('decay_type', 'layer_wise')
+        if decay_type not in ('layer_wise', 'stage_wise'):
+            raise ValueError(f"decay_type must be 'layer_wise' or "
+                             f"'stage_wise', got {decay_type!r}")
+        num_layers, rate = cfg['num_layers'], cfg['decay_rate']
+        groups = {}
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            name = name[7:] if name.startswith('module.') else name
+            no_decay = param.ndim == 1 or name.endswith('.bias')
+            layer = self.layer_id(name, num_layers)
+            key = (layer, no_decay)
+            if key not in groups:
+                scale = rate**(num_layers + 1 - layer)
+                groups[key] = dict(
+                    params=[], param_names=[], lr_scale=scale,
+                    lr=self.base_lr * scale,
+                    weight_decay=0. if no_decay else self.base_wd)
+            groups[key]['params'].append(param)
+            groups[key]['param_names'].append(name)
+        lines = [f'{"layer":>5} {"decay":>5} {"lr_scale":>9} {"wd":>6}  '
+                 'parameters']
+        for (layer, no_decay), g in sorted(groups.items()):
+            lines.append(
+                f'{layer:>5} {"no" if no_decay else "yes":>5} '
+                f'{g["lr_scale"]:>9.5f} {g["weight_decay"]:>6g}  '
+                f'{len(g["params"])}: {g["param_names"][0]} .. '
+                f'{g["param_names"][-1]}')
+        print_log('VanillaNet layer decay groups (' + decay_type + '):\n' +
+                  '\n'.join(lines), logger='current')
+        params.extend(groups[k] for k in sorted(groups))

@@ -1,0 +1,29 @@
+"""Writing files so that a reader never sees half of one."""
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def atomic_save(obj, dst, force: bool = False) -> Path:
+    """``torch.save`` to a temp file beside ``dst``, then rename over it.
+
+    Refuses to replace an existing ``dst`` unless ``force``. If the process
+    dies mid-write, ``dst`` is either absent or the old file.
+    """
+    dst = Path(dst)
+    if dst.exists() and not force:
+        raise FileExistsError(f'{dst} already exists; pass --force to '
+                              'overwrite it')
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f'.{dst.name}.',
+                               suffix='.tmp')
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dst
