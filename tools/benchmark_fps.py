@@ -1,0 +1,270 @@
+"""FPS of VanillaNet, training form vs fused, next to the usual backbones.
+
+  backbone mode:  python tools/benchmark_fps.py --mode backbone --shape 800 1344
+  model mode:     python tools/benchmark_fps.py --mode model CONFIG [--checkpoint CKPT]
+
+Every model runs in ONE process on the same inputs: VanillaNet training form
+(λ = 1), the same weights fused with switch_to_deploy(), ResNet-50, Swin-T,
+ConvNeXt-T (backbone mode; random init is fine for speed). Model mode times
+the whole detector/segmentor (data preprocessor, forward, post-processing) at
+batch 1 on real images, with ResNet-50 / Swin-T versions of the same config.
+Prints a table; --out writes JSON, --plot a PNG.
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config
+
+import vanillanet_mm  # noqa: F401
+from vanillanet_mm.cli import run_cli
+from vanillanet_mm.latency import measure_ms, summarize
+from vanillanet_mm.models import VanillaNet
+
+DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
+VN_FORMS = ('vanillanet_train', 'vanillanet_fused')
+BASELINES = ('resnet50', 'swin_t', 'convnext_t')
+MODEL_MODE_BASELINES = {  # backbone cfg, neck in_channels
+    'resnet50': (dict(type='mmdet.ResNet', depth=50, num_stages=4,
+                      out_indices=(0, 1, 2, 3), frozen_stages=1,
+                      norm_cfg=dict(type='BN', requires_grad=True),
+                      norm_eval=True, style='pytorch'),
+                 [256, 512, 1024, 2048]),
+    'swin_t': (dict(type='mmdet.SwinTransformer', embed_dims=96,
+                    depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                    window_size=7, out_indices=(0, 1, 2, 3)),
+               [96, 192, 384, 768]),
+}
+
+
+def vanillanet_pair(arch, act_num):
+    out = (0, 1, 8, 10) if arch.startswith('vanillanet_13') else (-1, )
+    model = VanillaNet(arch, act_num=act_num, out_indices=out)
+    model.set_act_learn(1.0)
+    fused = copy.deepcopy(model)
+    fused.switch_to_deploy()
+    return model, fused
+
+
+def baseline_backbone(name):
+    if name == 'resnet50':
+        from mmdet.models.backbones import ResNet
+        return ResNet(depth=50, out_indices=(0, 1, 2, 3))
+    if name == 'swin_t':
+        from mmdet.models.backbones import SwinTransformer
+        return SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2],
+                               num_heads=[3, 6, 12, 24], window_size=7)
+    import timm
+    return timm.create_model('convnext_tiny', pretrained=False,
+                             features_only=True)
+
+
+def gmacs(model, x):
+    from mmengine.analysis import FlopAnalyzer
+    analyzer = FlopAnalyzer(model, (x, ))
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analyzer.total() / 1e9  # mmengine counts one multiply-add
+
+
+def _cast(args, device):
+    if args.dtype == 'tf32':
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    elif device.type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(args.dtype)
+
+
+def prepare(model, args, device):
+    model = model.to(device)
+    model.eval()  # some mmdet backbones' train() returns None
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if args.compile else model
+
+
+def timed(fn, args, device, autocast_dtype):
+    def run():
+        with torch.autocast(device.type, dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
+            fn()
+    return summarize(measure_ms(run, device, args.warmup, args.iters))
+
+
+def backbone_records(args, device, autocast_dtype):
+    h, w = args.shape
+    x = torch.randn(1, 3, h, w, device=device)
+    if args.channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    train, fused = vanillanet_pair(args.arch, args.act_num)
+    if min(h, w) < train.total_stride:
+        raise ValueError(f'--shape {h} {w} is smaller than the total stride '
+                         f'{train.total_stride} of {args.arch}')
+    builders = {'vanillanet_train': lambda: train,
+                'vanillanet_fused': lambda: fused,
+                **{b: (lambda b=b: baseline_backbone(b)) for b in BASELINES}}
+    records = []
+    for name in args.models:
+        model = builders[name]()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        macs = gmacs(model, x.float().cpu()[:, :, :h, :w].to(device)) \
+            if args.gmacs else None
+        model = prepare(model, args, device)
+        with torch.no_grad():
+            t = timed(lambda: model(x), args, device, autocast_dtype)
+        records.append(dict(model=name, params_m=params, gmacs=macs, **t))
+        print(f'  {name}: {t["median_ms"]:.2f} ms', file=sys.stderr)
+    return records
+
+
+def model_records(args, device, autocast_dtype):
+    from mmengine.dataset import Compose, pseudo_collate
+    from vanillanet_mm.scope import build_model
+    cfg = Config.fromfile(args.config)
+    pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
+                if t['type'] != 'LoadAnnotations']
+    imgs = sorted(osp.join(args.img_dir, f) for f in os.listdir(args.img_dir)
+                  if f.lower().endswith(('.png', '.jpg', '.jpeg')))
+    if not imgs:
+        raise FileNotFoundError(f'no images in --img-dir {args.img_dir}')
+    build = {}
+    for name in args.models:
+        if name in VN_FORMS:
+            build[name] = cfg
+        elif name in MODEL_MODE_BASELINES:
+            c = copy.deepcopy(cfg)
+            bb, in_ch = MODEL_MODE_BASELINES[name]
+            c.model.backbone = bb
+            if 'neck' in c.model:
+                c.model.neck.in_channels = in_ch
+            else:
+                c.model.decode_head.in_channels = in_ch
+                c.model.auxiliary_head.in_channels = in_ch[2]
+            build[name] = c
+        else:
+            print(f'  {name}: skipped in model mode (no mmdet/mmseg '
+                  'backbone without new dependencies)', file=sys.stderr)
+    records, fused_from = [], None
+    for name, c in build.items():
+        model = build_model(c)
+        model.cfg = c
+        if name in VN_FORMS:
+            if args.checkpoint:
+                from mmengine.runner import load_checkpoint
+                load_checkpoint(model, args.checkpoint, map_location='cpu')
+            model.backbone.set_act_learn(1.0)
+            if name == 'vanillanet_fused':
+                model.backbone.switch_to_deploy()
+        from mmengine.model import revert_sync_batchnorm
+        model = revert_sync_batchnorm(model).to(device).eval()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        tf = Compose(pipeline)
+        batches = [pseudo_collate([tf(dict(img_path=p, img_id=i))])
+                   for i, p in enumerate(imgs[:max(args.iters, 1)])]
+        it = iter(range(10**9))
+
+        def step():
+            with torch.no_grad():
+                model.test_step(batches[next(it) % len(batches)])
+        t = timed(step, args, device, autocast_dtype)
+        records.append(dict(model=name, params_m=params, gmacs=None, **t))
+        print(f'  {name}: {t["median_ms"]:.1f} ms', file=sys.stderr)
+    return records
+
+
+def finish(records, args, device):
+    by = {r['model']: r for r in records}
+    for r in records:
+        r['fps'] = 1e3 / r['median_ms']
+        r['form'] = ('training (λ=1)' if r['model'] == 'vanillanet_train' else
+                     'fused' if r['model'] == 'vanillanet_fused' else '-')
+        for ref, key in (('vanillanet_train', 'speedup_vs_train_form'),
+                         ('resnet50', 'speedup_vs_resnet50')):
+            r[key] = (by[ref]['median_ms'] / r['median_ms']
+                      if ref in by else None)
+        r.update(device=(torch.cuda.get_device_name(device)
+                         if device.type == 'cuda' else 'cpu'),
+                 torch=torch.__version__, dtype=args.dtype,
+                 shape=list(args.shape), mode=args.mode,
+                 channels_last=args.channels_last, compile=args.compile,
+                 arch=args.arch, act_num=args.act_num)
+    fmt = lambda v, f: '-' if v is None else format(v, f)  # noqa: E731
+    print(f"\n{args.mode} mode, {records[0]['device']}, {args.dtype}, "
+          f"shape {args.shape[0]}x{args.shape[1]}, torch {torch.__version__}")
+    print(f"{'model':<18}{'form':<16}{'params M':>9}{'GMACs':>9}"
+          f"{'median ms':>11}{'p90 ms':>9}{'FPS':>8}{'vs train':>9}"
+          f"{'vs R50':>8}")
+    for r in records:
+        print(f"{r['model']:<18}{r['form']:<16}{r['params_m']:>9.1f}"
+              f"{fmt(r['gmacs'], '.1f'):>9}{r['median_ms']:>11.2f}"
+              f"{r['p90_ms']:>9.2f}{r['fps']:>8.2f}"
+              f"{fmt(r['speedup_vs_train_form'], '.2f'):>9}"
+              f"{fmt(r['speedup_vs_resnet50'], '.2f'):>8}")
+    if args.out:
+        tmp = args.out + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(records, f, indent=1)
+        os.replace(tmp, args.out)
+    if args.plot:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        names = [r['model'] for r in records]
+        ax.barh(names, [r['median_ms'] for r in records],
+                color=['tab:orange' if n.startswith('vanillanet') else
+                       'tab:gray' for n in names])
+        ax.set_xlabel('median latency (ms), batch 1')
+        ax.set_title(f"{args.mode}: {records[0]['device']}, {args.dtype}, "
+                     f"{args.shape[0]}x{args.shape[1]}")
+        fig.tight_layout()
+        fig.savefig(args.plot + '.tmp.png')
+        os.replace(args.plot + '.tmp.png', args.plot)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('config', nargs='?', help='config (model mode)')
+    p.add_argument('--mode', choices=('backbone', 'model'),
+                   default='backbone')
+    p.add_argument('--checkpoint', help='weights for the VanillaNet model')
+    p.add_argument('--img-dir', default='data/demo/images/validation')
+    p.add_argument('--models', nargs='+', default=list(VN_FORMS + BASELINES),
+                   choices=VN_FORMS + BASELINES)
+    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    p.add_argument('--dtype', default='fp32', choices=DTYPES)
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--compile', action='store_true')
+    p.add_argument('--shape', type=int, nargs=2, default=(800, 1344),
+                   metavar=('H', 'W'))
+    p.add_argument('--iters', type=int, default=20)
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--arch', default='vanillanet_13',
+                   choices=sorted(VanillaNet.arch_settings))
+    p.add_argument('--act-num', type=int, default=4)
+    p.add_argument('--no-gmacs', dest='gmacs', action='store_false',
+                   help='skip the (slow on CPU) MAC count')
+    p.add_argument('--out', help='write records as JSON here')
+    p.add_argument('--plot', help='write a latency bar chart PNG here')
+    args = p.parse_args()
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('--device cuda requested but no CUDA GPU is '
+                           'available here; use --device cpu')
+    if args.mode == 'model' and not args.config:
+        raise ValueError('--mode model needs a CONFIG')
+    device = torch.device(args.device)
+    autocast_dtype = _cast(args, device)
+    torch.manual_seed(0)
+    records = (backbone_records if args.mode == 'backbone' else
+               model_records)(args, device, autocast_dtype)
+    finish(records, args, device)
+
+
+if __name__ == '__main__':
+    run_cli(main, 'benchmark_fps')

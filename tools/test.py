@@ -1,0 +1,92 @@
+"""Test a VanillaNet detector (mmdet) or segmentor (mmseg).
+
+Same flags as mmdet's tools/test.py, plus --deploy (fuse the backbone with
+SwitchToDeployHook after loading the checkpoint). The metrics are also
+written to WORK_DIR/test_metrics.json.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import vanillanet_mm  # noqa: F401
+from vanillanet_mm.cli import user_errors
+from vanillanet_mm.data_check import check_dataset
+from vanillanet_mm.models.checkpoint import read_checkpoint
+from vanillanet_mm.scope import register_scope
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('config', help='test config file path')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--work-dir', help='the dir to save logs and metrics')
+    p.add_argument('--out', help='dump predictions: a .pkl file (mmdet) or '
+                   'a folder of label PNGs (mmseg)')
+    p.add_argument('--show', action='store_true', help='show predictions')
+    p.add_argument('--show-dir', help='save drawn predictions here')
+    p.add_argument('--wait-time', type=float, default=2)
+    p.add_argument('--deploy', action='store_true',
+                   help='fuse VanillaNet (SwitchToDeployHook) before testing')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                   default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_cfg(args) -> Config:
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
+    read_checkpoint(args.checkpoint)  # fail early, clearly
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = register_scope(cfg)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        vis = cfg.default_hooks.visualization
+        vis.draw = True
+        if args.show:
+            vis.show, vis.wait_time = True, args.wait_time
+        if args.show_dir:
+            if scope == 'mmdet':
+                vis.test_out_dir = osp.abspath(args.show_dir)
+            else:
+                vis.interval = 1
+                cfg.visualizer.save_dir = osp.abspath(args.show_dir)
+    if args.deploy:
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []),
+                            dict(type='SwitchToDeployHook')]
+    if args.out and scope == 'mmseg':
+        cfg.test_evaluator.output_dir = args.out
+        cfg.test_evaluator.keep_results = True
+    check_dataset(cfg, ('test_dataloader', ))
+    return cfg
+
+
+def main():
+    args = parse_args()
+    with user_errors('test'):
+        cfg = build_cfg(args)
+    runner = Runner.from_cfg(cfg)
+    if args.out and cfg.default_scope == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    metrics = runner.test()
+    if runner.rank == 0:
+        with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
+            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
