@@ -14,19 +14,24 @@ CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] /
 
 def _det_inputs(num_classes):
     from mmdet.testing import demo_mm_inputs
-    return demo_mm_inputs(1, [[3, 128, 160]], num_items=[2],
+    return demo_mm_inputs(2, [[3, 128, 160]] * 2, num_items=[2, 1],
                           num_classes=num_classes, with_mask=True)
 
 
 def _seg_inputs(num_classes):
+    # batch 2: the PSP module's BN on 1x1 pooled maps needs > 1 value
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
-    s = SegDataSample(metainfo=dict(img_shape=(128, 128),
-                                    ori_shape=(128, 128)))
-    s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes,
-                                                (1, 128, 128)))
+    samples = []
+    for _ in range(2):
+        s = SegDataSample(metainfo=dict(img_shape=(128, 128),
+                                        ori_shape=(128, 128)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes,
+                                                    (1, 128, 128)))
+        samples.append(s)
     return dict(inputs=[torch.randint(0, 255, (3, 128, 128),
-                                      dtype=torch.uint8)], data_samples=[s])
+                                      dtype=torch.uint8)] * 2,
+                data_samples=samples)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: Path(p).stem +
@@ -54,4 +59,4 @@ def test_config_builds_and_runs(path):
     with torch.no_grad():
         preds = model(**model.data_preprocessor(packed, False),
                       mode='predict')
-    assert len(preds) == 1
+    assert len(preds) == 2

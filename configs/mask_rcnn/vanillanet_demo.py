@@ -10,7 +10,9 @@ img_size = 192
 max_epochs = 8
 lambda_epochs = 5  # λ reaches 1 here; the rest trains the final form
 
-# widths: stem, then each stage; strides 1,2,2,2 -> outputs at /4 ... /32
+# widths: stem, then each stage; strides 1,2,2,2 -> outputs at /4 ... /32.
+# (A deeper 7-stage VN13-like pattern, act_num 3, 10 epochs trained slower:
+# loss 1.13 vs 0.90 after the same wall time.)
 backbone_arch = dict(dims=[32, 64, 96, 128, 192], strides=[1, 2, 2, 2])
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),
@@ -39,6 +41,8 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
+    # no-op at the native size, but records scale_factor for mask pasting
+    dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',

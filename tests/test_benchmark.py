@@ -1,0 +1,97 @@
+"""tools/benchmark_fps.py and tools/export_onnx.py as a user runs them."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[1]
+
+
+def tool(name, *args):
+    return subprocess.run([sys.executable, str(ROOT / 'tools' / name),
+                           *map(str, args)], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT)
+
+
+def test_backbone_mode_json_and_plot(tmp_path):
+    out, plot = tmp_path / 'b.json', tmp_path / 'b.png'
+    proc = tool('benchmark_fps.py', '--mode', 'backbone', '--arch',
+                'vanillanet_5', '--act-num', '1', '--shape', '64', '96',
+                '--iters', '2', '--warmup', '1', '--models',
+                'vanillanet_train', 'vanillanet_fused', 'resnet50',
+                'convnext_t', '--out', out, '--plot', plot)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = {r['model']: r for r in json.loads(out.read_text())}
+    assert set(recs) == {'vanillanet_train', 'vanillanet_fused', 'resnet50',
+                         'convnext_t'}
+    for r in recs.values():
+        assert r['median_ms'] > 0 and r['p90_ms'] >= r['median_ms']
+        assert r['gmacs'] > 0 and r['params_m'] > 0
+        assert r['shape'] == [64, 96] and r['dtype'] == 'fp32'
+    # fusion removes the BN and merges conv pairs: fewer params and MACs
+    assert recs['vanillanet_fused']['params_m'] < recs['vanillanet_train'][
+        'params_m']
+    assert recs['vanillanet_fused']['gmacs'] < recs['vanillanet_train'][
+        'gmacs']
+    assert recs['resnet50']['speedup_vs_resnet50'] == pytest.approx(1.0)
+    assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert 'vanillanet_fused' in proc.stdout
+
+
+@pytest.mark.slow
+def test_model_mode(tmp_path):
+    from vanillanet_mm.datasets import generate
+    generate(str(tmp_path / 'demo'), num_train=1, num_val=3, size=128)
+    out = tmp_path / 'm.json'
+    proc = tool('benchmark_fps.py', '--mode', 'model',
+                'configs/mask_rcnn/vanillanet_demo.py', '--img-dir',
+                tmp_path / 'demo/images/validation', '--iters', '2',
+                '--warmup', '1', '--models', 'vanillanet_train',
+                'vanillanet_fused', 'resnet50', '--out', out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = json.loads(out.read_text())
+    assert [r['model'] for r in recs] == ['vanillanet_train',
+                                          'vanillanet_fused', 'resnet50']
+    assert all(r['median_ms'] > 0 for r in recs)
+
+
+@pytest.mark.parametrize('args, match', [
+    (('--device', 'cuda'), 'no CUDA GPU is available'),
+    (('--shape', '16', '200'), 'smaller than the total stride 32'),
+    (('--models', 'alexnet'), "invalid choice: 'alexnet'"),
+])
+def test_invalid_requests(args, match):
+    if 'cuda' in args and torch.cuda.is_available():
+        pytest.skip('this machine has a GPU')
+    proc = tool('benchmark_fps.py', '--arch', 'vanillanet_5', *args)
+    assert proc.returncode != 0
+    assert match in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_onnx_round_trip(tmp_path):
+    out = tmp_path / 'vn.onnx'
+    proc = tool('export_onnx.py', out, '--arch', 'vanillanet_6',
+                '--act-num', '2', '--out-indices', '1', '3', '--shape',
+                '96', '128')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = onnx.load(str(out))
+    assert [o.name for o in model.graph.output] == ['out0', 'out1']
+    ops = {n.op_type for n in model.graph.node}
+    assert 'BatchNormalization' not in ops  # it is the fused form
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    x = np.random.rand(1, 3, 64, 160).astype(np.float32)
+    assert sess.run(None, {'input': x})[1].shape == (1, 4096, 2, 5)
+
+
+def test_onnx_refuses_lambda_below_one(tmp_path):
+    proc = tool('export_onnx.py', tmp_path / 'x.onnx', '--arch',
+                'vanillanet_5', '--act-learn', '0.5', '--shape', '64', '64')
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert 'needs act_learn (λ) == 1, got 0.5' in proc.stderr
+    assert not (tmp_path / 'x.onnx').exists()
