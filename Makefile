@@ -4,13 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all clean
+.PHONY: venv demo test clean
 
 venv:
 	bash scripts/setup_env.sh
 
 demo: venv
-	$(PY) tools/fusion_demo.py
+	$(PY) tools/demo.py
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests

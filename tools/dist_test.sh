@@ -1,18 +1,4 @@
 #!/usr/bin/env bash
-# Multi-GPU / multi-node testing through torchrun (MMEngine's launcher).
-#   bash tools/dist_train.sh CONFIG CHECKPOINT GPUS [test.py args...]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT on each node.
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-${MASTER_PORT:-29500}}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-DIR="$(cd "$(dirname "$0")" && pwd)"
-
-PYTHONPATH="$DIR/..":$PYTHONPATH \
-python -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+# Multi-GPU / multi-node testing: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args]
+# (multi-node variables: see tools/dist_launch.sh)
+exec bash "$(dirname "$0")/dist_launch.sh" test.py "$3" "$1" "$2" "${@:4}"

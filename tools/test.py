@@ -6,24 +6,23 @@ written to WORK_DIR/test_metrics.json.
 """
 import argparse
 import json
-import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.cli import user_errors
 from vanillanet_mm.data_check import check_dataset
 from vanillanet_mm.models.checkpoint import read_checkpoint
-from vanillanet_mm.scope import register_scope
+from vanillanet_mm.scope import add_common_args, load_config
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('config', help='test config file path')
     p.add_argument('checkpoint', help='checkpoint file')
-    p.add_argument('--work-dir', help='the dir to save logs and metrics')
+    add_common_args(p)
     p.add_argument('--out', help='dump predictions: a .pkl file (mmdet) or '
                    'a folder of label PNGs (mmseg)')
     p.add_argument('--show', action='store_true', help='show predictions')
@@ -31,26 +30,13 @@ def parse_args():
     p.add_argument('--wait-time', type=float, default=2)
     p.add_argument('--deploy', action='store_true',
                    help='fuse VanillaNet (SwitchToDeployHook) before testing')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                   default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return p.parse_args()
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config}')
+    cfg = load_config(args)
+    scope = cfg.default_scope
     read_checkpoint(args.checkpoint)  # fail early, clearly
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    scope = register_scope(cfg)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         vis = cfg.default_hooks.visualization

@@ -4,22 +4,21 @@ Same flags as mmdet's tools/train.py; mmdet or mmseg is chosen from the
 config's default_scope.
 """
 import argparse
-import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 import vanillanet_mm  # noqa: F401  (registers VanillaNet, hooks, compat)
 from vanillanet_mm.cli import user_errors
 from vanillanet_mm.data_check import check_dataset
-from vanillanet_mm.scope import register_scope
+from vanillanet_mm.scope import add_common_args, load_config
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('config', help='train config file path')
-    p.add_argument('--work-dir', help='the dir to save logs and models')
+    add_common_args(p)
     p.add_argument('--amp', action='store_true',
                    help='automatic mixed precision training')
     p.add_argument('--auto-scale-lr', action='store_true',
@@ -27,26 +26,11 @@ def parse_args():
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from this checkpoint, or (no value) from the '
                    'latest checkpoint in the work dir')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, key=value')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                   default='none', help='job launcher')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return p.parse_args()
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    register_scope(cfg)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'

@@ -1,7 +1,10 @@
-"""Pick mmdet or mmseg from a config's ``default_scope`` and build from it."""
+"""Configs of the tools: mmdet or mmseg from ``default_scope``, common flags."""
 import importlib
+import os
+import os.path as osp
 
-from mmengine.config import Config
+import torch
+from mmengine.config import Config, DictAction
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 
@@ -22,3 +25,33 @@ def build_model(cfg: Config):
     register_scope(cfg)
     from mmengine.registry import MODELS
     return MODELS.build(cfg.model)
+
+
+def add_common_args(parser) -> None:
+    """The flags tools/train.py and tools/test.py share with mmdet's."""
+    parser.add_argument('--work-dir', help='the dir for logs, checkpoints, '
+                        'metrics')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args) -> Config:
+    """Config of a tool call: overrides, scope, work dir, dist backend."""
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    register_scope(cfg)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        cfg.env_cfg.dist_cfg.backend = 'gloo'  # NCCL needs GPUs
+    return cfg
