@@ -45,6 +45,7 @@ def test_train_then_test_and_deploy(tmp_path, data, det):
             ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
              'custom_hooks.0.decay_iters=2',
              'default_hooks.checkpoint.interval=4'])
+    loop.append('default_hooks.logger.interval=1')
     wd = tmp_path / 'train'
     proc = tool('train.py', cfg, '--work-dir', wd, '--cfg-options',
                 *_data_opts(data, det), *loop)
