@@ -12,7 +12,6 @@ Prints a table; --out writes JSON, --plot a PNG.
 """
 import argparse
 import copy
-import json
 import os
 import os.path as osp
 import sys
@@ -22,6 +21,7 @@ from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.cli import run_cli
+from vanillanet_mm.fileio import atomic_write_json
 from vanillanet_mm.latency import measure_ms, summarize
 from vanillanet_mm.models import VanillaNet
 
@@ -206,10 +206,7 @@ def finish(records, args, device):
               f"{fmt(r['speedup_vs_train_form'], '.2f'):>9}"
               f"{fmt(r['speedup_vs_resnet50'], '.2f'):>8}")
     if args.out:
-        tmp = args.out + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(records, f, indent=1)
-        os.replace(tmp, args.out)
+        atomic_write_json(records, args.out, indent=1)
     if args.plot:
         import matplotlib
         matplotlib.use('Agg')

@@ -21,6 +21,7 @@ from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.datasets import generate
+from vanillanet_mm.fileio import atomic_write_json
 from vanillanet_mm.latency import measure_ms, summarize
 from vanillanet_mm.models.checkpoint import read_checkpoint
 from vanillanet_mm.scope import build_model
@@ -120,9 +121,7 @@ def main():
                                      if k.endswith('act_learn_final'))
     summary['total_minutes'] = (time.time() - start) / 60
     out = osp.join(args.work_dir, 'summary.json')
-    with open(out + '.tmp', 'w') as f:
-        json.dump(summary, f, indent=1)
-    os.replace(out + '.tmp', out)
+    atomic_write_json(summary, out, indent=1)
 
     print('\n=== VanillaNet demo (deep training λ 0 -> 1, then fused) ===')
     print(f"{'metric':<12}{'trained':>10}{'fused':>10}")

@@ -1,4 +1,5 @@
 """Writing files so that a reader never sees half of one."""
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -26,4 +27,13 @@ def atomic_save(obj, dst, force: bool = False) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return dst
+
+
+def atomic_write_json(obj, dst, **dump_kwargs) -> Path:
+    """``json.dump`` to a temp file beside ``dst``, then rename over it."""
+    dst = Path(dst)
+    tmp = dst.with_name(f'.{dst.name}.tmp')
+    tmp.write_text(json.dumps(obj, **dump_kwargs))
+    os.replace(tmp, dst)
     return dst

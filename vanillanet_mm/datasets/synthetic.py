@@ -18,13 +18,14 @@ after occlusion, stored as RLE; boxes and areas come from those masks.
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
+
+from ..fileio import atomic_write_json
 
 CLASSES = ('circle', 'triangle', 'rectangle', 'star')
 SEG_CLASSES = ('background', ) + CLASSES
@@ -133,12 +134,13 @@ def generate(out: str, num_train: int = 300, num_val: int = 50,
         coco = dict(images=images, annotations=anns, categories=[
             dict(id=k + 1, name=c, supercategory='shape')
             for k, c in enumerate(CLASSES)])
-        _write_json(root / 'annotations' / f'instances_{split}.json', coco)
+        atomic_write_json(
+            coco, root / 'annotations' / f'instances_{split}.json')
         counts[split] = dict(images=n, instances=len(anns))
     info = dict(params=params, counts=counts)
     if not _counts_ok(root, counts):
         raise RuntimeError(f'demo dataset in {root} failed its count check')
-    _write_json(manifest, info)
+    atomic_write_json(info, manifest)
     print(f'demo dataset written to {root}: {counts}')
     return info
 
@@ -156,12 +158,6 @@ def _counts_ok(root: Path, counts: dict) -> bool:
                 c['images'], c['instances']):
             return False
     return True
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def main():
