@@ -1,6 +1,13 @@
 """Shared fixtures. No __init__.py here: mmseg installs a top-level `tests`."""
+import os
+
 import pytest
 import torch
+
+# Without a GPU, Triton kernels run in Triton's interpreter. It must be chosen
+# before triton is first imported (vanillanet_mm's imports pull it in).
+if not torch.cuda.is_available():
+    os.environ.setdefault('TRITON_INTERPRET', '1')
 
 from vanillanet_mm.models import VanillaNet
 

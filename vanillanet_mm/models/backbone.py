@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import torch.nn.functional as F
 
+from ..ops import check_impl
 from .blocks import (DEFAULT_NORM_CFG, Block, SeriesActivation, conv_from,
                      conv_norm)
 from .fusion import fuse_deep_pair
@@ -50,6 +51,14 @@ class VanillaNet(BaseModule):
             deep training). Loading an official checkpoint (trained to λ = 1)
             or one of ours sets λ from the checkpoint.
         with_cp: gradient checkpointing of each stage (saves memory).
+        act_impl: how the deploy form runs its series activations: 'auto'
+            (a fused Triton kernel on CUDA, PyTorch ops elsewhere; the env var
+            ``VANILLANET_ACT_IMPL`` overrides), 'triton' or 'torch'. See
+            :mod:`vanillanet_mm.ops.series_act`.
+        channels_last: run in the channels_last memory format (the input is
+            converted; every feature map follows). GPU tensor cores run the
+            1x1 convs in this layout without transposes; the fused activation
+            kernel supports both layouts.
         pretrained: shorthand for ``init_cfg=dict(type='Pretrained', ...)``
             (mmseg passes ``model.pretrained`` here).
         init_cfg: mmengine init config; ``dict(type='Pretrained',
@@ -91,6 +100,8 @@ class VanillaNet(BaseModule):
                  deploy: bool = False,
                  act_learn: float = 0.0,
                  with_cp: bool = False,
+                 act_impl: str = 'auto',
+                 channels_last: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         if pretrained is not None:  # mmseg's `model.pretrained` convention
@@ -118,6 +129,7 @@ class VanillaNet(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.channels_last = channels_last
         self.deploy = deploy
 
         stem_stride, stem_pad = (3, 1) if self.arch.get('ada_pool') else (4, 0)
@@ -145,6 +157,7 @@ class VanillaNet(BaseModule):
                              for i in self.out_indices]
         self.total_stride = (stem_stride if self.arch.get('ada_pool') else
                              4 * math.prod(strides))
+        self.set_act_impl(act_impl)
         self._freeze_stages()
 
     # ----------------------------------------------------------- arguments
@@ -202,6 +215,13 @@ class VanillaNet(BaseModule):
         for stage in self.stages:
             stage.act_learn = value
 
+    def set_act_impl(self, impl: str) -> None:
+        """Choose the deploy-form activation path: 'auto', 'triton', 'torch'."""
+        self.act_impl = check_impl(impl)
+        for m in self.modules():
+            if isinstance(m, SeriesActivation):
+                m.act_impl = impl
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.set_act_learn(self._act_learn.item())
@@ -219,6 +239,8 @@ class VanillaNet(BaseModule):
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         self._check_input(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.deploy:
             x = self.stem(x)
         else:

@@ -12,6 +12,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
+from ..ops import series_act
 from .fusion import fuse_conv_bn, fuse_deep_pair
 
 DEFAULT_NORM_CFG = dict(type='BN', eps=1e-6, requires_grad=True)
@@ -40,8 +41,12 @@ class SeriesActivation(nn.Module):
     """Series-informed activation: ReLU, then a (2·act_num+1)² depthwise conv.
 
     Training form: depthwise conv without bias, then BN. Deploy form: the BN
-    folded into the depthwise conv (weight scale + ``bias``).
+    folded into the depthwise conv (weight scale + ``bias``), run by
+    :func:`vanillanet_mm.ops.series_act` (one Triton pass on CUDA;
+    ``act_impl`` 'auto' | 'triton' | 'torch').
     """
+
+    act_impl = 'auto'
 
     def __init__(self, channels: int, act_num: int = 3, deploy: bool = False,
                  norm_cfg: dict = DEFAULT_NORM_CFG):
@@ -59,9 +64,11 @@ class SeriesActivation(nn.Module):
             self.bn = build_norm_layer(norm_cfg, channels)[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.conv2d(F.relu(x), self.weight, self.bias, padding=self.act_num,
-                     groups=self.channels)
-        return x if self.deploy else self.bn(x)
+        if self.deploy:
+            return series_act(x, self.weight, self.bias, self.act_num,
+                              self.act_impl)
+        return self.bn(F.conv2d(F.relu(x), self.weight, None,
+                                padding=self.act_num, groups=self.channels))
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
