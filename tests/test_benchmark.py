@@ -20,24 +20,28 @@ def tool(name, *args):
 
 def test_backbone_mode_json_and_plot(tmp_path):
     out, plot = tmp_path / 'b.json', tmp_path / 'b.png'
+    models = {'vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch',
+              'resnet50', 'convnext_t'}
     proc = tool('benchmark_fps.py', '--mode', 'backbone', '--arch',
                 'vanillanet_5', '--act-num', '1', '--shape', '64', '96',
-                '--iters', '2', '--warmup', '1', '--models',
-                'vanillanet_train', 'vanillanet_fused', 'resnet50',
-                'convnext_t', '--out', out, '--plot', plot)
+                '--iters', '2', '--warmup', '1', '--dtype', 'fp32', 'bf16',
+                '--models', *sorted(models), '--out', out, '--plot', plot)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    recs = {r['model']: r for r in json.loads(out.read_text())}
-    assert set(recs) == {'vanillanet_train', 'vanillanet_fused', 'resnet50',
-                         'convnext_t'}
-    for r in recs.values():
+    records = json.loads(out.read_text())
+    assert {(r['model'], r['dtype']) for r in records} == {
+        (m, d) for m in models for d in ('fp32', 'bf16')}
+    for r in records:
         assert r['median_ms'] > 0 and r['p90_ms'] >= r['median_ms']
         assert r['gmacs'] > 0 and r['params_m'] > 0
-        assert r['shape'] == [64, 96] and r['dtype'] == 'fp32'
+        assert r['shape'] == [64, 96]
+    recs = {r['model']: r for r in records if r['dtype'] == 'fp32'}
     # fusion removes the BN and merges conv pairs: fewer params and MACs
     assert recs['vanillanet_fused']['params_m'] < recs['vanillanet_train'][
         'params_m']
     assert recs['vanillanet_fused']['gmacs'] < recs['vanillanet_train'][
         'gmacs']
+    assert recs['vanillanet_fused_torch']['params_m'] == recs[
+        'vanillanet_fused']['params_m']
     assert recs['resnet50']['speedup_vs_resnet50'] == pytest.approx(1.0)
     assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'vanillanet_fused' in proc.stdout
@@ -64,6 +68,7 @@ def test_model_mode(tmp_path):
     (('--device', 'cuda'), 'no CUDA GPU is available'),
     (('--shape', '16', '200'), 'smaller than the total stride 32'),
     (('--models', 'alexnet'), "invalid choice: 'alexnet'"),
+    (('--dtype', 'fp16'), 'use --device cuda for tf32/fp16'),
 ])
 def test_invalid_requests(args, match):
     if 'cuda' in args and torch.cuda.is_available():

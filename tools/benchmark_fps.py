@@ -4,11 +4,14 @@
   model mode:     python tools/benchmark_fps.py --mode model CONFIG [--checkpoint CKPT]
 
 Every model runs in ONE process on the same inputs: VanillaNet training form
-(λ = 1), the same weights fused with switch_to_deploy(), ResNet-50, Swin-T,
-ConvNeXt-T (backbone mode; random init is fine for speed). Model mode times
-the whole detector/segmentor (data preprocessor, forward, post-processing) at
-batch 1 on real images, with ResNet-50 / Swin-T versions of the same config.
-Prints a table; --out writes JSON, --plot a PNG.
+(λ = 1), the same weights fused with switch_to_deploy() (``vanillanet_fused``:
+series activations by the fused Triton kernel on CUDA; ``_torch``: by plain
+PyTorch ops), ResNet-50, Swin-T, ConvNeXt-T (backbone mode: timm's models,
+the same layers as mmdet's; random init is fine for speed). ``--dtype`` takes
+several precisions, timed one after another on the same models. Model mode
+times the whole detector/segmentor (data preprocessor, forward,
+post-processing) at batch 1 on real images, with ResNet-50 / Swin-T versions
+of the same config. Prints a table; --out writes JSON, --plot a PNG.
 """
 import argparse
 import copy
@@ -26,7 +29,7 @@ from vanillanet_mm.latency import measure_ms, summarize
 from vanillanet_mm.models import VanillaNet
 
 DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
-VN_FORMS = ('vanillanet_train', 'vanillanet_fused')
+VN_FORMS = ('vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch')
 BASELINES = ('resnet50', 'swin_t', 'convnext_t')
 MODEL_MODE_BASELINES = {  # backbone cfg, neck in_channels
     'resnet50': (dict(type='mmdet.ResNet', depth=50, num_stages=4,
@@ -41,26 +44,28 @@ MODEL_MODE_BASELINES = {  # backbone cfg, neck in_channels
 }
 
 
-def vanillanet_pair(arch, act_num):
+def vanillanet_forms(arch, act_num):
+    """Training form (λ = 1) and the same weights fused, by form name."""
     out = (0, 1, 8, 10) if arch.startswith('vanillanet_13') else (-1, )
     model = VanillaNet(arch, act_num=act_num, out_indices=out)
     model.set_act_learn(1.0)
     fused = copy.deepcopy(model)
     fused.switch_to_deploy()
-    return model, fused
+    fused_torch = copy.deepcopy(fused)
+    fused_torch.set_act_impl('torch')
+    return dict(vanillanet_train=model, vanillanet_fused=fused,
+                vanillanet_fused_torch=fused_torch)
 
 
-def baseline_backbone(name):
-    if name == 'resnet50':
-        from mmdet.models.backbones import ResNet
-        return ResNet(depth=50, out_indices=(0, 1, 2, 3))
-    if name == 'swin_t':
-        from mmdet.models.backbones import SwinTransformer
-        return SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2],
-                               num_heads=[3, 6, 12, 24], window_size=7)
+def baseline_backbone(name, shape):
+    """timm's ResNet-50 / Swin-T / ConvNeXt-T with their four stage outputs."""
     import timm
-    return timm.create_model('convnext_tiny', pretrained=False,
-                             features_only=True)
+    kwargs = dict(img_size=tuple(shape), strict_img_size=False) \
+        if name == 'swin_t' else {}
+    return timm.create_model(
+        dict(resnet50='resnet50', swin_t='swin_tiny_patch4_window7_224',
+             convnext_t='convnext_tiny')[name], pretrained=False,
+        features_only=True, out_indices=(-4, -3, -2, -1), **kwargs)
 
 
 def gmacs(model, x):
@@ -70,14 +75,11 @@ def gmacs(model, x):
     return analyzer.total() / 1e9  # mmengine counts one multiply-add
 
 
-def _cast(args, device):
-    if args.dtype == 'tf32':
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    elif device.type == 'cuda':
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    return {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(args.dtype)
+def set_precision(dtype):
+    """TF32 on/off; returns the autocast dtype (None: plain fp32)."""
+    torch.backends.cuda.matmul.allow_tf32 = dtype == 'tf32'
+    torch.backends.cudnn.allow_tf32 = dtype == 'tf32'
+    return {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(dtype)
 
 
 def prepare(model, args, device):
@@ -88,7 +90,9 @@ def prepare(model, args, device):
     return torch.compile(model) if args.compile else model
 
 
-def timed(fn, args, device, autocast_dtype):
+def timed(fn, args, device, dtype):
+    autocast_dtype = set_precision(dtype)
+
     def run():
         with torch.autocast(device.type, dtype=autocast_dtype,
                             enabled=autocast_dtype is not None):
@@ -96,33 +100,35 @@ def timed(fn, args, device, autocast_dtype):
     return summarize(measure_ms(run, device, args.warmup, args.iters))
 
 
-def backbone_records(args, device, autocast_dtype):
+def backbone_records(args, device):
     h, w = args.shape
-    x = torch.randn(1, 3, h, w, device=device)
-    if args.channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    train, fused = vanillanet_pair(args.arch, args.act_num)
-    if min(h, w) < train.total_stride:
+    x = torch.randn(1, 3, h, w)
+    forms = vanillanet_forms(args.arch, args.act_num)
+    if min(h, w) < forms['vanillanet_train'].total_stride:
         raise ValueError(f'--shape {h} {w} is smaller than the total stride '
-                         f'{train.total_stride} of {args.arch}')
-    builders = {'vanillanet_train': lambda: train,
-                'vanillanet_fused': lambda: fused,
-                **{b: (lambda b=b: baseline_backbone(b)) for b in BASELINES}}
+                         f"{forms['vanillanet_train'].total_stride} of "
+                         f'{args.arch}')
     records = []
     for name in args.models:
-        model = builders[name]()
+        model = (forms.pop(name) if name in forms else
+                 baseline_backbone(name, args.shape))
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        macs = gmacs(model, x.float().cpu()[:, :, :h, :w].to(device)) \
-            if args.gmacs else None
+        macs = gmacs(model, x) if args.gmacs else None
         model = prepare(model, args, device)
-        with torch.no_grad():
-            t = timed(lambda: model(x), args, device, autocast_dtype)
-        records.append(dict(model=name, params_m=params, gmacs=macs, **t))
-        print(f'  {name}: {t["median_ms"]:.2f} ms', file=sys.stderr)
+        xd = x.to(device, memory_format=torch.channels_last
+                  if args.channels_last else torch.contiguous_format)
+        for dtype in args.dtype:
+            with torch.no_grad():
+                t = timed(lambda: model(xd), args, device, dtype)
+            records.append(dict(model=name, dtype=dtype, params_m=params,
+                                gmacs=macs, **t))
+            print(f'  {name} {dtype}: {t["median_ms"]:.2f} ms',
+                  file=sys.stderr)
+        del model  # free GPU memory before the next model
     return records
 
 
-def model_records(args, device, autocast_dtype):
+def model_records(args, device):
     from mmengine.dataset import Compose, pseudo_collate
     from vanillanet_mm.scope import build_model
     cfg = Config.fromfile(args.config)
@@ -158,8 +164,10 @@ def model_records(args, device, autocast_dtype):
                 from mmengine.runner import load_checkpoint
                 load_checkpoint(model, args.checkpoint, map_location='cpu')
             model.backbone.set_act_learn(1.0)
-            if name == 'vanillanet_fused':
+            if name != 'vanillanet_train':
                 model.backbone.switch_to_deploy()
+            if name == 'vanillanet_fused_torch':
+                model.backbone.set_act_impl('torch')
         from mmengine.model import revert_sync_batchnorm
         model = revert_sync_batchnorm(model).to(device).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -171,36 +179,43 @@ def model_records(args, device, autocast_dtype):
         def step():
             with torch.no_grad():
                 model.test_step(batches[next(it) % len(batches)])
-        t = timed(step, args, device, autocast_dtype)
-        records.append(dict(model=name, params_m=params, gmacs=None, **t))
-        print(f'  {name}: {t["median_ms"]:.1f} ms', file=sys.stderr)
+        for dtype in args.dtype:
+            t = timed(step, args, device, dtype)
+            records.append(dict(model=name, dtype=dtype, params_m=params,
+                                gmacs=None, **t))
+            print(f'  {name} {dtype}: {t["median_ms"]:.1f} ms',
+                  file=sys.stderr)
     return records
 
 
+FORMS = {'vanillanet_train': 'training (λ=1)', 'vanillanet_fused': 'fused',
+         'vanillanet_fused_torch': 'fused, torch ops'}
+
+
 def finish(records, args, device):
-    by = {r['model']: r for r in records}
+    by = {(r['model'], r['dtype']): r for r in records}
     for r in records:
         r['fps'] = 1e3 / r['median_ms']
-        r['form'] = ('training (λ=1)' if r['model'] == 'vanillanet_train' else
-                     'fused' if r['model'] == 'vanillanet_fused' else '-')
+        r['form'] = FORMS.get(r['model'], '-')
         for ref, key in (('vanillanet_train', 'speedup_vs_train_form'),
                          ('resnet50', 'speedup_vs_resnet50')):
-            r[key] = (by[ref]['median_ms'] / r['median_ms']
-                      if ref in by else None)
+            base = by.get((ref, r['dtype']))
+            r[key] = base['median_ms'] / r['median_ms'] if base else None
         r.update(device=(torch.cuda.get_device_name(device)
                          if device.type == 'cuda' else 'cpu'),
-                 torch=torch.__version__, dtype=args.dtype,
-                 shape=list(args.shape), mode=args.mode,
-                 channels_last=args.channels_last, compile=args.compile,
-                 arch=args.arch, act_num=args.act_num)
+                 torch=torch.__version__, shape=list(args.shape),
+                 mode=args.mode, channels_last=args.channels_last,
+                 compile=args.compile, arch=args.arch, act_num=args.act_num)
     fmt = lambda v, f: '-' if v is None else format(v, f)  # noqa: E731
-    print(f"\n{args.mode} mode, {records[0]['device']}, {args.dtype}, "
-          f"shape {args.shape[0]}x{args.shape[1]}, torch {torch.__version__}")
-    print(f"{'model':<18}{'form':<16}{'params M':>9}{'GMACs':>9}"
+    print(f"\n{args.mode} mode, {records[0]['device']}, shape "
+          f"{args.shape[0]}x{args.shape[1]}, channels_last "
+          f"{args.channels_last}, torch {torch.__version__}")
+    print(f"{'model':<24}{'form':<18}{'dtype':<6}{'params M':>9}{'GMACs':>9}"
           f"{'median ms':>11}{'p90 ms':>9}{'FPS':>8}{'vs train':>9}"
           f"{'vs R50':>8}")
-    for r in records:
-        print(f"{r['model']:<18}{r['form']:<16}{r['params_m']:>9.1f}"
+    for r in sorted(records, key=lambda r: args.dtype.index(r['dtype'])):
+        print(f"{r['model']:<24}{r['form']:<18}{r['dtype']:<6}"
+              f"{r['params_m']:>9.1f}"
               f"{fmt(r['gmacs'], '.1f'):>9}{r['median_ms']:>11.2f}"
               f"{r['p90_ms']:>9.2f}{r['fps']:>8.2f}"
               f"{fmt(r['speedup_vs_train_form'], '.2f'):>9}"
@@ -208,20 +223,25 @@ def finish(records, args, device):
     if args.out:
         atomic_write_json(records, args.out, indent=1)
     if args.plot:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        names = [r['model'] for r in records]
-        ax.barh(names, [r['median_ms'] for r in records],
-                color=['tab:orange' if n.startswith('vanillanet') else
-                       'tab:gray' for n in names])
-        ax.set_xlabel('median latency (ms), batch 1')
-        ax.set_title(f"{args.mode}: {records[0]['device']}, {args.dtype}, "
-                     f"{args.shape[0]}x{args.shape[1]}")
-        fig.tight_layout()
-        fig.savefig(args.plot + '.tmp.png')
-        os.replace(args.plot + '.tmp.png', args.plot)
+        plot(records, args)
+
+
+def plot(records, args):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.3 * len(records)))
+    names = [f"{r['model']} {r['dtype']}" for r in records]
+    ax.barh(names, [r['median_ms'] for r in records],
+            color=['tab:orange' if n.startswith('vanillanet') else
+                   'tab:gray' for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel('median latency (ms), batch 1')
+    ax.set_title(f"{args.mode}: {records[0]['device']}, "
+                 f"{args.shape[0]}x{args.shape[1]}")
+    fig.tight_layout()
+    fig.savefig(args.plot + '.tmp.png')
+    os.replace(args.plot + '.tmp.png', args.plot)
 
 
 def main():
@@ -235,7 +255,8 @@ def main():
     p.add_argument('--models', nargs='+', default=list(VN_FORMS + BASELINES),
                    choices=VN_FORMS + BASELINES)
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--dtype', default='fp32', choices=DTYPES)
+    p.add_argument('--dtype', nargs='+', default=['fp32'], choices=DTYPES,
+                   help='one or more; tf32/fp16/bf16 only on CUDA')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--compile', action='store_true')
     p.add_argument('--shape', type=int, nargs=2, default=(800, 1344),
@@ -255,11 +276,13 @@ def main():
                            'available here; use --device cpu')
     if args.mode == 'model' and not args.config:
         raise ValueError('--mode model needs a CONFIG')
+    if args.device == 'cpu' and set(args.dtype) - {'fp32', 'bf16'}:
+        raise ValueError(f'--dtype {" ".join(args.dtype)}: the CPU runs fp32 '
+                         'and bf16 only; use --device cuda for tf32/fp16')
     device = torch.device(args.device)
-    autocast_dtype = _cast(args, device)
     torch.manual_seed(0)
     records = (backbone_records if args.mode == 'backbone' else
-               model_records)(args, device, autocast_dtype)
+               model_records)(args, device)
     finish(records, args, device)
 
 
