@@ -1,13 +1,15 @@
 """VanillaNet for OpenMMLab: ``custom_imports=dict(imports=['vanillanet_mm'])``.
 
 Importing registers the ``VanillaNet`` backbone, ``DeepTrainingHook``,
-``SwitchToDeployHook`` and ``VanillaNetLayerDecayOptimizerConstructor`` in
-mmengine's root registries (so mmdet and mmseg both find them), the timm classifiers ``vanillanet_5`` …
+``RNGStateHook``, ``SwitchToDeployHook``,
+``VanillaNetLayerDecayOptimizerConstructor`` and the CPU (gloo) DDP wrapper
+of :mod:`.dist` in mmengine's root registries (so mmdet and mmseg both find them), the timm classifiers ``vanillanet_5`` …
 ``vanillanet_13_x1_5_ada_pool``, and allow-lists mmengine's checkpoint
 objects for torch's ``weights_only`` loading (see :mod:`.compat`).
 """
+from . import dist  # noqa: F401  (registers CPUDistributedDataParallel)
 from .compat import allow_mmengine_checkpoints
-from .engine import (DeepTrainingHook, SwitchToDeployHook,
+from .engine import (DeepTrainingHook, RNGStateHook, SwitchToDeployHook,
                      VanillaNetLayerDecayOptimizerConstructor)
 from .models import VanillaNet
 from .models import timm_models  # noqa: F401  (registers timm entrypoints)
@@ -15,5 +17,5 @@ from .models import timm_models  # noqa: F401  (registers timm entrypoints)
 allow_mmengine_checkpoints()
 
 __version__ = '0.1.0'
-__all__ = ['VanillaNet', 'DeepTrainingHook', 'SwitchToDeployHook',
+__all__ = ['VanillaNet', 'DeepTrainingHook', 'RNGStateHook', 'SwitchToDeployHook',
            'VanillaNetLayerDecayOptimizerConstructor']

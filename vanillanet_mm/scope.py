@@ -3,8 +3,9 @@ import importlib
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
+
+from .dist import prepare_cpu_distributed
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 
@@ -51,7 +52,5 @@ def load_config(args) -> Config:
     register_scope(cfg)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        cfg.env_cfg.dist_cfg.backend = 'gloo'  # NCCL needs GPUs
+    prepare_cpu_distributed(cfg)
     return cfg
