@@ -61,5 +61,6 @@ param_scheduler = [
 ]
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [dict(type='DeepTrainingHook', decay_epochs=lambda_epochs,
-                     start=act_learn_start)]
+                     start=act_learn_start),
+                dict(type='RNGStateHook')]  # exact --resume
 auto_scale_lr = dict(enable=False, base_batch_size=16)  # 8 GPUs x 2 images

@@ -37,5 +37,6 @@ param_scheduler = [
          milestones=[8, 11], gamma=0.1),
 ]
 custom_hooks = [dict(type='DeepTrainingHook', decay_epochs=lambda_epochs,
-                     start=act_learn_start)]
+                     start=act_learn_start),
+                dict(type='RNGStateHook')]  # exact --resume
 auto_scale_lr = dict(enable=False, base_batch_size=16)

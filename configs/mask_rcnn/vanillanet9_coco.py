@@ -10,4 +10,5 @@ model = dict(backbone=dict(
 # 7 stages -> layer_wise groups stem 0, stages 1..4
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=4))
 custom_hooks = [dict(type='DeepTrainingHook', decay_epochs=8,
-                     start=act_learn_start)]
+                     start=act_learn_start),
+                dict(type='RNGStateHook')]  # exact --resume

@@ -49,7 +49,9 @@ test_pipeline = [
                     'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_size=4, num_workers=1,
+    # workers restarted (and re-seeded) each epoch: a resumed run sees the
+    # same augmentation as the uninterrupted one (RNGStateHook)
+    batch_size=4, num_workers=1, persistent_workers=False,
     dataset=dict(data_root=data_root, metainfo=metainfo,
                  ann_file='annotations/instances_training.json',
                  data_prefix=dict(img='images/'), pipeline=train_pipeline))
@@ -74,7 +76,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
          eta_min_ratio=0.02, convert_to_iter_based=True),
 ]
-custom_hooks = [dict(type='DeepTrainingHook', decay_epochs=lambda_epochs)]
+custom_hooks = [dict(type='DeepTrainingHook', decay_epochs=lambda_epochs),
+                dict(type='RNGStateHook')]  # exact --resume
 default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

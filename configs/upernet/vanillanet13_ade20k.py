@@ -43,4 +43,5 @@ param_scheduler = [
          by_epoch=False),
 ]
 custom_hooks = [dict(type='DeepTrainingHook', decay_iters=lambda_iters,
-                     start=act_learn_start)]
+                     start=act_learn_start),
+                dict(type='RNGStateHook')]  # exact --resume

@@ -63,7 +63,8 @@ param_scheduler = [
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
-custom_hooks = [dict(type='DeepTrainingHook', decay_iters=lambda_iters)]
+custom_hooks = [dict(type='DeepTrainingHook', decay_iters=lambda_iters),
+                dict(type='RNGStateHook')]  # exact --resume
 default_hooks = dict(
     logger=dict(interval=25, log_metric_by_epoch=False),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
