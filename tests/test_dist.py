@@ -95,6 +95,7 @@ def test_dist_train_two_cpu_processes(tmp_path, data, task):
         "allow_failed_imports=False)\n"
         f"data_root = '{data}/'\n"
         f"{overrides}\n"
+        "    dict(type='RNGStateHook'),\n"
         f"    dict(type='RankProbeHook', out_dir='{tmp_path}')]\n")
     opts = [f'{l}.dataset.data_root={data}/' for l in (
         'train_dataloader', 'val_dataloader', 'test_dataloader')]
@@ -124,6 +125,9 @@ def test_dist_train_two_cpu_processes(tmp_path, data, task):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
     # one checkpoint, one log (rank 0's)
     assert sorted(p.name for p in work_dir.glob('*.pth')) == [ckpt_name]
+    # RNGStateHook gathered both ranks' generator states into it
+    ckpt = torch.load(work_dir / ckpt_name)
+    assert len(ckpt['rng_states']) == 2
     logs = list(work_dir.glob('*/*.log'))
     assert len(logs) == 1
     log = logs[0].read_text()
