@@ -88,3 +88,77 @@ def test_annotation_file_not_json(tmp_path, data):
                 '--cfg-options', *_data_opts(root, True))
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert 'is not JSON' in proc.stderr
+
+
+@pytest.mark.parametrize('case', ['root_empty', 'annotation_missing'])
+def test_dataset_root_empty_or_annotation_missing(tmp_path, data, case):
+    import shutil
+    root = tmp_path / 'copy'
+    if case == 'root_empty':
+        root.mkdir()
+    else:
+        shutil.copytree(data, root)
+        (root / 'annotations/instances_validation.json').unlink()
+    proc = tool('train.py', DET, '--work-dir', tmp_path / 'wd',
+                '--cfg-options', *_data_opts(root, True))
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert 'annotation file' in proc.stderr and 'is missing' in proc.stderr
+    assert 'make demo' in proc.stderr
+    assert not (tmp_path / 'wd').exists()
+
+
+@pytest.fixture(scope='module')
+def det_checkpoints(tmp_path_factory):
+    """Demo-config detector checkpoints: λ 0 / λ 1, another width, deploy."""
+    import torch
+    from mmengine.config import Config
+
+    from vanillanet_mm.scope import build_model
+    root = tmp_path_factory.mktemp('ckpts')
+
+    def save(name, act_learn=1.0, **backbone):
+        cfg = Config.fromfile(DET)
+        cfg.model.backbone.update(backbone)
+        model = build_model(cfg)
+        model.backbone.set_act_learn(act_learn)
+        torch.save({'state_dict': model.state_dict(), 'meta': {}},
+                   root / name)
+        return root / name
+
+    paths = dict(lambda0=save('lambda0.pth', 0.0),
+                 lambda1=save('lambda1.pth'),
+                 other=save('other.pth',
+                            arch=dict(dims=[32, 64, 96, 128, 256],
+                                      strides=[1, 2, 2, 2])),
+                 deploy=save('deploy.pth', deploy=True))
+    data = paths['lambda1'].read_bytes()
+    (root / 'truncated.pth').write_bytes(data[:len(data) // 2])
+    (root / 'junk.pth').write_text('not a checkpoint')
+    paths.update(truncated=root / 'truncated.pth', junk=root / 'junk.pth',
+                 missing=root / 'missing.pth')
+    return paths
+
+
+@pytest.mark.parametrize('ckpt, extra, match', [
+    ('missing', (), 'checkpoint file not found'),
+    ('truncated', (), 'not a readable PyTorch checkpoint'),
+    ('junk', (), 'not a readable PyTorch checkpoint'),
+    ('other', (), 'does not match the model of this config'),
+    ('deploy', (), '--cfg-options model.backbone.deploy=True'),
+    ('lambda1', ('--cfg-options', 'model.backbone.deploy=True'),
+     '--cfg-options model.backbone.deploy=False'),
+    ('lambda0', ('--deploy', ), 'needs act_learn (λ) = 1'),
+])
+def test_test_tool_rejects_bad_checkpoints(tmp_path, data, det_checkpoints,
+                                           ckpt, extra, match):
+    args = [DET, det_checkpoints[ckpt], '--work-dir', tmp_path / 'wd',
+            *extra]
+    if '--cfg-options' not in extra:
+        args.append('--cfg-options')
+    proc = tool('test.py', *args, *_data_opts(data, True))
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert match in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / 'wd').exists()
+    if ckpt == 'other':  # the mismatched keys are listed
+        assert 'shape mismatches' in proc.stderr
+        assert 'backbone.stages.3' in proc.stderr

@@ -1,8 +1,9 @@
 """Test a VanillaNet detector (mmdet) or segmentor (mmseg).
 
 Same flags as mmdet's tools/test.py, plus --deploy (fuse the backbone with
-SwitchToDeployHook after loading the checkpoint). The metrics are also
-written to WORK_DIR/test_metrics.json.
+SwitchToDeployHook after loading the checkpoint). The checkpoint must be the
+config's model exactly (mmengine would only warn): mismatched keys are one
+error. The metrics are also written to WORK_DIR/test_metrics.json.
 """
 import argparse
 import json
@@ -14,8 +15,9 @@ from mmengine.runner import Runner
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.cli import user_errors
 from vanillanet_mm.data_check import check_dataset
-from vanillanet_mm.models.checkpoint import read_checkpoint
-from vanillanet_mm.scope import add_common_args, load_config
+from vanillanet_mm.models.checkpoint import (ACT_LEARN_KEY,
+                                             check_model_checkpoint)
+from vanillanet_mm.scope import add_common_args, build_model, load_config
 
 
 def parse_args():
@@ -36,7 +38,6 @@ def parse_args():
 def build_cfg(args) -> Config:
     cfg = load_config(args)
     scope = cfg.default_scope
-    read_checkpoint(args.checkpoint)  # fail early, clearly
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         vis = cfg.default_hooks.visualization
@@ -56,7 +57,24 @@ def build_cfg(args) -> Config:
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True
     check_dataset(cfg, ('test_dataloader', ))
+    check_checkpoint(build_model(cfg), args)
     return cfg
+
+
+def check_checkpoint(model, args) -> None:
+    """The checkpoint must be this model's weights, and λ = 1 for --deploy.
+
+    Checked on a model of our own before the runner exists, so a bad
+    checkpoint leaves no work dir behind.
+    """
+    sd = check_model_checkpoint(model, args.checkpoint)
+    act_learn = sd.get(f'backbone.{ACT_LEARN_KEY}')
+    if args.deploy and act_learn is not None and act_learn.item() != 1:
+        raise ValueError(
+            f'--deploy fuses the backbone, which needs act_learn (λ) = 1, but '
+            f'{args.checkpoint} has λ = {act_learn.item():g}: test a '
+            'checkpoint from after the DeepTrainingHook reached λ = 1, or '
+            'test without --deploy')
 
 
 def main():

@@ -87,15 +87,44 @@ def layout_of(state_dict: dict, path: str = 'checkpoint') -> str:
 def check_compatible(model: nn.Module, state_dict: dict,
                      path: str = 'checkpoint') -> None:
     """Raise one error that lists missing, unexpected and mis-shaped keys."""
+    _check_layout(model.deploy, state_dict, path, 'build it with deploy=')
+    _check_keys(model.state_dict(), state_dict,
+                f'{path} does not match this VanillaNet (another arch, '
+                'act_num or width?):')
+
+
+def check_model_checkpoint(model: nn.Module, path: str) -> dict:
+    """The state dict of ``path`` if it is exactly ``model``'s weights.
+
+    For tools/test.py: MMEngine's runner loads non-strictly (a warning, then
+    it tests a partly random model). A VanillaNet backbone in the other
+    layout gets the ``--cfg-options`` that fits the checkpoint.
+    """
+    sd = {k[7:] if k.startswith('module.') else k: v
+          for k, v in extract_state_dict(read_checkpoint(path), path).items()}
+    backbone = getattr(model, 'backbone', None)
+    if hasattr(backbone, 'deploy'):
+        _check_layout(backbone.deploy,
+                      to_backbone_state_dict(sd, keep_head=True,
+                                             prefix='backbone'), path,
+                      'test with --cfg-options model.backbone.deploy=')
+    _check_keys(model.state_dict(), sd,
+                f'{path} does not match the model of this config (another '
+                'backbone variant, width or head?):')
+    return sd
+
+
+def _check_layout(deploy: bool, state_dict: dict, path: str,
+                  fix: str) -> None:
     src = layout_of(state_dict, path)
-    want = 'deploy' if model.deploy else 'training'
-    if src != want:
+    if src != ('deploy' if deploy else 'training'):
         raise CheckpointError(
             f'{path} holds the {src} (deploy={src == "deploy"}) layout but the '
-            f'model was built with deploy={model.deploy}; build it with '
-            f'deploy={src == "deploy"}, or convert the checkpoint '
-            '(tools/convert_checkpoint.py)')
-    own = model.state_dict()
+            f'model was built with deploy={deploy}; {fix}{src == "deploy"}, '
+            'or convert the checkpoint (tools/convert_checkpoint.py)')
+
+
+def _check_keys(own: dict, state_dict: dict, title: str) -> None:
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     shapes = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
@@ -105,8 +134,7 @@ def check_compatible(model: nn.Module, state_dict: dict,
         ('missing keys', missing), ('unexpected keys', unexpected),
         ('shape mismatches', shapes)) if keys]
     if problems:
-        lines = [f'{path} does not match this VanillaNet (another arch, '
-                 'act_num or width?):']
+        lines = [title]
         for name, keys in problems:
             shown = ', '.join(keys[:12]) + (' ...' if len(keys) > 12 else '')
             lines.append(f'  {len(keys)} {name}: {shown}')
