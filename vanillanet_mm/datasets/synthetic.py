@@ -30,7 +30,10 @@ from ..fileio import atomic_write_json
 CLASSES = ('circle', 'triangle', 'rectangle', 'star')
 SEG_CLASSES = ('background', ) + CLASSES
 SPLITS = ('training', 'validation')
-VERSION = 1
+VERSION = 2  # 2: occlusion limited, minimum colour contrast
+MAX_OCCLUSION = 0.25   # a new shape hides at most this of an earlier one
+MIN_CONTRAST = 60.0    # RGB distance of a shape to the background under it
+PLACEMENT_TRIES = 30   # re-draws before the last draw is kept anyway
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -61,6 +64,36 @@ def _polygon(rng: np.random.Generator, cls: int, cx, cy, r) -> np.ndarray:
     return np.stack([cx + rad * np.cos(t), cy + rad * np.sin(t)], 1)
 
 
+def _place(rng: np.random.Generator, cls: int, size: int,
+           inst: np.ndarray, num_placed: int) -> np.ndarray:
+    """A shape mask that hides at most MAX_OCCLUSION of any earlier shape.
+
+    Shapes still overlap; an instance that is mostly hidden (its label
+    kept, its evidence gone) only teaches the detector to guess.
+    """
+    for _ in range(PLACEMENT_TRIES):
+        r = rng.uniform(.08, .2) * size
+        cx, cy = rng.uniform(r, size - r, 2)
+        poly = np.round(_polygon(rng, cls, cx, cy, r) * 8).astype(np.int32)
+        m = np.zeros((size, size), np.uint8)
+        cv2.fillPoly(m, [poly], 1, lineType=cv2.LINE_8, shift=3)
+        visible = np.bincount(inst.ravel(), minlength=num_placed + 1)[1:]
+        hidden = np.bincount(inst[m > 0], minlength=num_placed + 1)[1:]
+        if np.all(hidden <= MAX_OCCLUSION * visible):
+            break
+    return m
+
+
+def _colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A random colour at least MIN_CONTRAST (RGB distance) from the
+    mean background under the shape."""
+    for _ in range(PLACEMENT_TRIES):
+        colour = rng.uniform(0, 255, 3)
+        if np.linalg.norm(colour - background) >= MIN_CONTRAST:
+            break
+    return colour
+
+
 def render(rng: np.random.Generator, size: int, max_shapes: int):
     """One image, its per-pixel class map and visible instance masks."""
     img = _background(rng, size)
@@ -69,12 +102,8 @@ def render(rng: np.random.Generator, size: int, max_shapes: int):
     classes = []
     for k in range(1, int(rng.integers(2, max_shapes + 1)) + 1):
         cls = int(rng.integers(0, len(CLASSES)))
-        r = rng.uniform(.08, .2) * size
-        cx, cy = rng.uniform(r, size - r, 2)
-        poly = np.round(_polygon(rng, cls, cx, cy, r) * 8).astype(np.int32)
-        m = np.zeros((size, size), np.uint8)
-        cv2.fillPoly(m, [poly], 1, lineType=cv2.LINE_8, shift=3)
-        colour = rng.uniform(0, 255, 3)
+        m = _place(rng, cls, size, inst, k - 1)
+        colour = _colour(rng, img[m > 0].mean(0))
         shade = np.linspace(.8, 1.2, size)[None, :, None]
         img = np.where(m[..., None] > 0, colour * shade, img)
         sem[m > 0] = cls + 1
