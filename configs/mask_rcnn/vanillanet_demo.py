@@ -7,8 +7,8 @@ data_root = 'data/demo/'
 classes = ('circle', 'triangle', 'rectangle', 'star')
 metainfo = dict(classes=classes)
 img_size = 192
-max_epochs = 8
-lambda_epochs = 5  # λ reaches 1 here; the rest trains the final form
+max_epochs = 11
+lambda_epochs = 7  # λ reaches 1 here; the rest trains the final form
 
 # widths: stem, then each stage; strides 1,2,2,2 -> outputs at /4 ... /32.
 # (A deeper 7-stage VN13-like pattern, act_num 3, 10 epochs trained slower:
