@@ -48,8 +48,10 @@ def build_cfg(args) -> Config:
             if scope == 'mmdet':
                 vis.test_out_dir = osp.abspath(args.show_dir)
             else:
-                vis.interval = 1
                 cfg.visualizer.save_dir = osp.abspath(args.show_dir)
+                if 'default_hooks.visualization.interval' not in (
+                        args.cfg_options or {}):
+                    vis.interval = 1  # every image, unless given
     if args.deploy:
         cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                             dict(type='SwitchToDeployHook')]
