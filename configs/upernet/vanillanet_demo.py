@@ -10,9 +10,10 @@ palette = [[0, 0, 0], [220, 20, 60], [0, 128, 0], [0, 0, 230],
            [250, 170, 30]]
 metainfo = dict(classes=classes, palette=palette)
 img_size = (192, 192)
-# 600 iterations: 31.1 mIoU (shapes vs background only); 1200: 69.0
-max_iters = 1200
-lambda_iters = 800  # λ reaches 1 here; the rest trains the final form
+# Without OHEM: 600 iterations 31.1 mIoU (shapes vs background only), 1200
+# 68.1; with OHEM: 1200 73.7, 1500 83.3 (triangles were taken for rectangles)
+max_iters = 1500
+lambda_iters = 1000  # λ reaches 1 here; the rest trains the final form
 
 norm_cfg = dict(type='BN', requires_grad=True)  # SyncBN needs a GPU group
 backbone_arch = dict(dims=[32, 64, 96, 128, 192], strides=[1, 2, 2, 2])
@@ -21,8 +22,11 @@ model = dict(
     data_preprocessor=dict(size=img_size),
     backbone=dict(_delete_=True, type='VanillaNet', arch=backbone_arch,
                   act_num=2, out_indices=(0, 1, 2, 3)),
+    # shapes cover ~13 % of the pixels: train on the hard ones (OHEM)
     decode_head=dict(in_channels=[64, 96, 128, 192], channels=64,
-                     num_classes=len(classes), norm_cfg=norm_cfg),
+                     num_classes=len(classes), norm_cfg=norm_cfg,
+                     sampler=dict(type='OHEMPixelSampler', thresh=0.7,
+                                  min_kept=20000)),
     auxiliary_head=dict(in_channels=128, in_index=2, channels=32,
                         num_classes=len(classes), norm_cfg=norm_cfg))
 
