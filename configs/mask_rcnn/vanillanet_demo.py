@@ -7,8 +7,8 @@ data_root = 'data/demo/'
 classes = ('circle', 'triangle', 'rectangle', 'star')
 metainfo = dict(classes=classes)
 img_size = 192
-max_epochs = 11
-lambda_epochs = 7  # λ reaches 1 here; the rest trains the final form
+max_epochs = 13
+lambda_epochs = 8  # λ reaches 1 here; the rest trains the final form
 
 # widths: stem, then each stage; strides 1,2,2,2 -> outputs at /4 ... /32.
 # (A deeper 7-stage VN13-like pattern, act_num 3, 10 epochs trained slower:
@@ -21,14 +21,24 @@ model = dict(
     neck=dict(in_channels=[64, 96, 128, 192], out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64,
                   anchor_generator=dict(scales=[4])),
+    # CPU speed (2 cores, one training step 1.09 -> 0.55 s): mmcv's RoIAlign
+    # backward runs serially on CPU, SimpleRoIAlign (one bilinear sample a
+    # bin, grid_sample) does not; the mask head's 2x2 deconv is slow on CPU,
+    # bilinear upsampling is not; fewer pre-NMS boxes for the proposals.
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=64),
+        bbox_roi_extractor=dict(out_channels=64, roi_layer=dict(
+            _delete_=True, type='SimpleRoIAlign', output_size=7)),
+        # GIoU on decoded boxes: bbox mAP 0.684 -> 0.706 (13 epochs)
         bbox_head=dict(in_channels=64, fc_out_channels=256,
-                       num_classes=len(classes)),
-        mask_roi_extractor=dict(out_channels=64),
+                       num_classes=len(classes), reg_decoded_bbox=True,
+                       loss_bbox=dict(_delete_=True, type='GIoULoss',
+                                      loss_weight=10.0)),
+        mask_roi_extractor=dict(out_channels=64, roi_layer=dict(
+            _delete_=True, type='SimpleRoIAlign', output_size=14)),
         mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64,
+                       upsample_cfg=dict(type='bilinear', scale_factor=2),
                        num_classes=len(classes))),
-    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=500),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=400, max_per_img=500),
                    rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
