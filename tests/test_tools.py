@@ -162,3 +162,17 @@ def test_test_tool_rejects_bad_checkpoints(tmp_path, data, det_checkpoints,
     if ckpt == 'other':  # the mismatched keys are listed
         assert 'shape mismatches' in proc.stderr
         assert 'backbone.stages.3' in proc.stderr
+
+
+@pytest.mark.slow
+def test_profile_train_step(tmp_path, data):
+    proc = tool('profile_train_step.py', DET, '--steps', 2, '--warmup', 1,
+                '--top', 5, '--work-dir', tmp_path, '--cfg-options',
+                *_data_opts(data, True), 'train_dataloader.batch_size=2')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines()
+                if l.startswith('train step: median'))
+    assert float(line.split()[3]) > 0
+    assert 'Self CPU time total' in proc.stdout
+    bad = tool('profile_train_step.py', DET, '--steps', 0)
+    assert bad.returncode == 2 and '--steps must be >= 1' in bad.stderr
