@@ -53,7 +53,8 @@ def test_out_indices_order_and_negative(tiny_arch):
 
 def test_act_learn_set_get(tiny_arch):
     model = VanillaNet(tiny_arch)
-    assert model.act_learn == 0.0  # fresh model: ready for deep training
+    assert model.act_learn == 1.0  # fresh model: the official function
+    assert VanillaNet(tiny_arch, act_learn=0.0).act_learn == 0.0
     model.set_act_learn(0.25)
     assert model.act_learn == 0.25
     assert all(s.act_learn == 0.25 for s in model.stages)

@@ -1,6 +1,6 @@
 """Convert VanillaNet checkpoints.
 
-  from-official SRC DST [--arch vanillanet_13 --act-num 4]
+  from-official SRC DST [--arch vanillanet_13 --act-num 4 --entry model_ema]
       official ImageNet ({'model'|'model_ema': sd}, training or deploy layout)
       or official mmdet 2.x checkpoint -> a file this project's backbone loads
       with init_cfg=dict(type='Pretrained', checkpoint=DST).
@@ -36,7 +36,7 @@ def _meta(kind: str, src: str) -> dict:
 
 def from_official(args) -> None:
     sd = to_backbone_state_dict(extract_state_dict(read_checkpoint(args.src),
-                                                   args.src))
+                                                   args.src, args.entry))
     sd.setdefault(ACT_LEARN_KEY, torch.tensor(1.0))
     layout = layout_of(sd, args.src)
     model = VanillaNet(args.arch, act_num=args.act_num,
@@ -82,6 +82,9 @@ def main() -> None:
     p.add_argument('--arch', default='vanillanet_13',
                    choices=sorted(VanillaNet.arch_settings))
     p.add_argument('--act-num', type=int, default=4)
+    p.add_argument('--entry', help="the checkpoint's state dict to take, e.g. "
+                   "model_ema (what the official detection recipe loads); "
+                   "default: the first of state_dict, model, model_ema")
     p.set_defaults(func=from_official)
     p = sub.add_parser('to-deploy', help='trained model -> fused model')
     p.add_argument('config')

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..ops import check_impl
 from .blocks import (DEFAULT_NORM_CFG, Block, SeriesActivation, conv_from,
                      conv_norm)
+from .checkpoint import ACT_LEARN_KEY, STEM_KEYS, load_pretrained
 from .fusion import fuse_deep_pair
 
 
@@ -46,10 +47,7 @@ class VanillaNet(BaseModule):
         norm_eval: keep every norm layer in eval mode while training.
         norm_cfg: norm layers (BN eps 1e-6 as upstream; SyncBN for multi-GPU).
         deploy: build the fused (inference) form directly.
-        act_learn: initial λ. Default 0: a fresh model is meant to be trained
-            with :class:`DeepTrainingHook`, which anneals λ 0 → 1 (the paper's
-            deep training). Loading an official checkpoint (trained to λ = 1)
-            or one of ours sets λ from the checkpoint.
+        act_learn: initial λ, default 1 (see "λ rule" below).
         with_cp: gradient checkpointing of each stage (saves memory).
         act_impl: how the deploy form runs its series activations: 'auto'
             (a fused Triton kernel on CUDA, PyTorch ops elsewhere; the env var
@@ -63,7 +61,22 @@ class VanillaNet(BaseModule):
             (mmseg passes ``model.pretrained`` here).
         init_cfg: mmengine init config; ``dict(type='Pretrained',
             checkpoint=PATH)`` accepts official ImageNet or mmdet checkpoints
-            and this project's (see :mod:`vanillanet_mm.models.checkpoint`).
+            and this project's (see :mod:`vanillanet_mm.models.checkpoint`);
+            ``entry='model_ema'`` picks that entry of an official ImageNet
+            checkpoint (the official detection recipe does).
+
+    λ rule (the one place it is defined):
+
+    - λ = 1 is the network the official weights compute: ImageNet models
+      finish deep training at λ = 1 and the official detection code has no λ
+      at all. So a freshly built model has λ = 1 (``act_learn=1.0``), and
+      :class:`DeepTrainingHook` sets the start value (0 from scratch) when
+      training begins.
+    - Our checkpoints carry λ (the buffer ``_act_learn``) and restore it.
+    - A state dict that holds this backbone's weights but no ``_act_learn``
+      is an official one and sets λ = 1, whichever way it is loaded
+      (``init_cfg`` Pretrained, Runner ``load_from``, mmengine's
+      ``load_checkpoint``, ``load_state_dict`` strict or not).
     """
 
     arch_settings: Dict[str, dict] = {
@@ -98,7 +111,7 @@ class VanillaNet(BaseModule):
                  norm_eval: bool = False,
                  norm_cfg: dict = DEFAULT_NORM_CFG,
                  deploy: bool = False,
-                 act_learn: float = 0.0,
+                 act_learn: float = 1.0,
                  with_cp: bool = False,
                  act_impl: str = 'auto',
                  channels_last: bool = False,
@@ -223,8 +236,18 @@ class VanillaNet(BaseModule):
                 m.act_impl = impl
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Every loader (torch's and mmengine's) calls this hook per module, so
+        # the λ rule holds on every load path.
+        key = prefix + ACT_LEARN_KEY
+        if key not in state_dict and any(
+                prefix + k in state_dict for k in STEM_KEYS.values()):
+            state_dict = {**state_dict, key: torch.tensor(1.0)}
+            print_log(f'VanillaNet {prefix.rstrip(".") or "(root)"}: weights '
+                      'without act_learn (an official checkpoint) -> λ = 1',
+                      logger='current')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.set_act_learn(self._act_learn.item())
+        if key in state_dict:
+            self.set_act_learn(self._act_learn.item())
 
     # ------------------------------------------------------------- forward
     def _check_input(self, x: Tensor) -> None:
@@ -308,9 +331,9 @@ class VanillaNet(BaseModule):
     def init_weights(self) -> None:
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            from .checkpoint import load_pretrained
             load_pretrained(self, init_cfg['checkpoint'],
-                            prefix=init_cfg.get('prefix'))
+                            prefix=init_cfg.get('prefix'),
+                            entry=init_cfg.get('entry'))
             self._is_init = True
             return
         if init_cfg is None:

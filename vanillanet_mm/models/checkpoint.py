@@ -17,6 +17,8 @@ from torch import nn
 HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
 ENTRY_KEYS = ('state_dict', 'model', 'model_ema')
 ACT_LEARN_KEY = '_act_learn'
+#: The first weight of each layout: a state dict holding one holds a backbone.
+STEM_KEYS = {'training': 'stem1.0.weight', 'deploy': 'stem.0.weight'}
 
 
 class CheckpointError(ValueError):
@@ -40,8 +42,21 @@ def read_checkpoint(path: str) -> dict:
     return ckpt
 
 
-def extract_state_dict(ckpt: dict, path: str = 'checkpoint') -> dict:
-    """The state dict inside ``ckpt``: 'state_dict', 'model', 'model_ema'."""
+def extract_state_dict(ckpt: dict, path: str = 'checkpoint',
+                       entry: Optional[str] = None) -> dict:
+    """The state dict inside ``ckpt``.
+
+    ``entry`` names it (e.g. ``'model_ema'``, as the official detection
+    recipe reads its ImageNet checkpoint); by default the first of
+    'state_dict', 'model', 'model_ema' present.
+    """
+    if entry is not None:
+        if not isinstance(ckpt.get(entry), dict):
+            raise CheckpointError(
+                f'{path} has no {entry!r} entry (its entries: '
+                f'{sorted(k for k, v in ckpt.items() if isinstance(v, dict))})'
+                '; pick one of them or leave the entry unset')
+        return ckpt[entry]
     for key in ENTRY_KEYS:
         if isinstance(ckpt.get(key), dict):
             return ckpt[key]
@@ -75,10 +90,9 @@ def to_backbone_state_dict(state_dict: Dict[str, torch.Tensor],
 
 def layout_of(state_dict: dict, path: str = 'checkpoint') -> str:
     """'training' (stem1/stem2, conv1/conv2) or 'deploy' (stem, conv)."""
-    if 'stem1.0.weight' in state_dict:
-        return 'training'
-    if 'stem.0.weight' in state_dict:
-        return 'deploy'
+    for layout, key in STEM_KEYS.items():
+        if key in state_dict:
+            return layout
     raise CheckpointError(
         f'{path}: unknown layout: no VanillaNet stem key (stem1.0.weight or '
         f'stem.0.weight); first keys: {sorted(state_dict)[:8]}')
@@ -98,7 +112,8 @@ def check_model_checkpoint(model: nn.Module, path: str) -> dict:
 
     For tools/test.py: MMEngine's runner loads non-strictly (a warning, then
     it tests a partly random model). A VanillaNet backbone in the other
-    layout gets the ``--cfg-options`` that fits the checkpoint.
+    layout gets the ``--cfg-options`` that fits the checkpoint. λ alone may
+    be missing: official detectors have none (the λ rule sets it to 1).
     """
     sd = {k[7:] if k.startswith('module.') else k: v
           for k, v in extract_state_dict(read_checkpoint(path), path).items()}
@@ -108,7 +123,9 @@ def check_model_checkpoint(model: nn.Module, path: str) -> dict:
                       to_backbone_state_dict(sd, keep_head=True,
                                              prefix='backbone'), path,
                       'test with --cfg-options model.backbone.deploy=')
-    _check_keys(model.state_dict(), sd,
+    own = {k: v for k, v in model.state_dict().items()
+           if k in sd or not k.endswith('.' + ACT_LEARN_KEY)}
+    _check_keys(own, sd,
                 f'{path} does not match the model of this config (another '
                 'backbone variant, width or head?):')
     return sd
@@ -142,14 +159,16 @@ def _check_keys(own: dict, state_dict: dict, title: str) -> None:
 
 
 def load_pretrained(model: nn.Module, path: str,
-                    prefix: Optional[str] = None) -> None:
+                    prefix: Optional[str] = None,
+                    entry: Optional[str] = None) -> None:
     """Load backbone weights from any supported layout, strictly.
 
     Checkpoints without λ (all official ones: ImageNet models finish deep
     training at λ = 1, the mmdet ones never used it) set λ = 1.
     """
     ckpt = read_checkpoint(path)
-    sd = to_backbone_state_dict(extract_state_dict(ckpt, path), prefix=prefix)
+    sd = to_backbone_state_dict(extract_state_dict(ckpt, path, entry),
+                                prefix=prefix)
     sd.setdefault(ACT_LEARN_KEY, torch.tensor(1.0))
     check_compatible(model, sd, path)
     model.load_state_dict(sd, strict=True)
