@@ -9,7 +9,8 @@ from mmengine.model import revert_sync_batchnorm
 from vanillanet_mm.scope import build_model
 
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] /
-                                  'configs').rglob('*.py'))
+                                  'configs').rglob('*.py')
+                 if '_base_' not in p.parts)  # fragments, not models
 
 
 def _det_inputs(num_classes):
