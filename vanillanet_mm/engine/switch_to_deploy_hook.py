@@ -3,7 +3,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from .utils import modules_with, unwrap
+from .utils import model_roots
 
 
 def _num_params(model) -> int:
@@ -16,26 +16,31 @@ class SwitchToDeployHook(Hook):
 
     Runs after the checkpoint is loaded. Already fused modules are a no-op;
     a VanillaNet whose λ ≠ 1 raises (fusing would change the network).
+
+    The EMA copy of mmengine's ``EMAHook`` is fused too, so that its
+    parameter swap before testing pairs fused with fused tensors: the tested
+    weights are the EMA weights, fused. This hook (priority VERY_HIGH) runs
+    before ``EMAHook`` (NORMAL) in ``before_test_epoch``.
     """
 
     priority = 'VERY_HIGH'
 
     def before_test_epoch(self, runner) -> None:
-        model = unwrap(runner.model)
-        todo = [m for m in modules_with(runner, 'switch_to_deploy', False)
-                if not getattr(m, 'deploy', False)]
-        if not todo:
-            print_log('SwitchToDeployHook: model already fused',
-                      logger='current')
-            return
-        names = {id(m): n for n, m in model.named_modules()}
-        before = _num_params(model)
-        fused = []
-        for m in todo:
-            if getattr(m, 'deploy', False):  # fused by its parent
+        for label, root in model_roots(runner):
+            todo = [(name, m) for name, m in root.named_modules()
+                    if hasattr(m, 'switch_to_deploy')
+                    and not getattr(m, 'deploy', False)]
+            if not todo:
+                print_log(f'SwitchToDeployHook: {label} already fused',
+                          logger='current')
                 continue
-            m.switch_to_deploy()
-            fused.append(names[id(m)] or type(m).__name__)
-        print_log(f'SwitchToDeployHook: fused {", ".join(fused)}; parameters '
-                  f'{before / 1e6:.2f}M -> {_num_params(model) / 1e6:.2f}M',
-                  logger='current')
+            before = _num_params(root)
+            fused = []
+            for name, m in todo:
+                if getattr(m, 'deploy', False):  # fused by its parent
+                    continue
+                m.switch_to_deploy()
+                fused.append(name or type(m).__name__)
+            print_log(f'SwitchToDeployHook: fused {", ".join(fused)} of '
+                      f'{label}; parameters {before / 1e6:.2f}M -> '
+                      f'{_num_params(root) / 1e6:.2f}M', logger='current')

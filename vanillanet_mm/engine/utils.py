@@ -1,5 +1,5 @@
 """Finding the modules a hook acts on, through wrappers and EMA copies."""
-from typing import List
+from typing import List, Tuple
 
 from mmengine.hooks import EMAHook
 from mmengine.model import is_model_wrapper
@@ -11,11 +11,19 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
+def model_roots(runner, include_ema: bool = True
+                ) -> List[Tuple[str, nn.Module]]:
+    """``('model', model)`` and, per ``EMAHook``, ``('EMA model', copy)``."""
+    roots = [('model', unwrap(runner.model))]
+    if include_ema:
+        roots += [('EMA model', hook.ema_model.module)
+                  for hook in runner.hooks
+                  if isinstance(hook, EMAHook) and hasattr(hook, 'ema_model')]
+    return roots
+
+
 def modules_with(runner, attr: str, include_ema: bool = True
                  ) -> List[nn.Module]:
     """Every module of the runner's model (and EMA model) having ``attr``."""
-    roots = [unwrap(runner.model)]
-    if include_ema:
-        roots += [hook.ema_model.module for hook in runner.hooks
-                  if isinstance(hook, EMAHook) and hasattr(hook, 'ema_model')]
-    return [m for root in roots for m in root.modules() if hasattr(m, attr)]
+    return [m for _, root in model_roots(runner, include_ema)
+            for m in root.modules() if hasattr(m, attr)]
