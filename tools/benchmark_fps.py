@@ -24,6 +24,7 @@ from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.cli import run_cli
+from vanillanet_mm.errors import ConfigError, InputFileError
 from vanillanet_mm.fileio import atomic_write_json
 from vanillanet_mm.latency import measure_ms, summarize
 from vanillanet_mm.models import VanillaNet
@@ -105,7 +106,7 @@ def backbone_records(args, device):
     x = torch.randn(1, 3, h, w)
     forms = vanillanet_forms(args.arch, args.act_num)
     if min(h, w) < forms['vanillanet_train'].total_stride:
-        raise ValueError(f'--shape {h} {w} is smaller than the total stride '
+        raise ConfigError(f'--shape {h} {w} is smaller than the total stride '
                          f"{forms['vanillanet_train'].total_stride} of "
                          f'{args.arch}')
     records = []
@@ -137,7 +138,7 @@ def model_records(args, device):
     imgs = sorted(osp.join(args.img_dir, f) for f in os.listdir(args.img_dir)
                   if f.lower().endswith(('.png', '.jpg', '.jpeg')))
     if not imgs:
-        raise FileNotFoundError(f'no images in --img-dir {args.img_dir}')
+        raise InputFileError(f'no images in --img-dir {args.img_dir}')
     build = {}
     for name in args.models:
         if name in VN_FORMS:
@@ -272,12 +273,12 @@ def main():
     p.add_argument('--plot', help='write a latency bar chart PNG here')
     args = p.parse_args()
     if args.device == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('--device cuda requested but no CUDA GPU is '
+        raise ConfigError('--device cuda requested but no CUDA GPU is '
                            'available here; use --device cpu')
     if args.mode == 'model' and not args.config:
-        raise ValueError('--mode model needs a CONFIG')
+        raise ConfigError('--mode model needs a CONFIG')
     if args.device == 'cpu' and set(args.dtype) - {'fp32', 'bf16'}:
-        raise ValueError(f'--dtype {" ".join(args.dtype)}: the CPU runs fp32 '
+        raise ConfigError(f'--dtype {" ".join(args.dtype)}: the CPU runs fp32 '
                          'and bf16 only; use --device cuda for tf32/fp16')
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -19,9 +19,11 @@ from mmengine.runner import load_checkpoint
 
 import vanillanet_mm
 from vanillanet_mm.cli import run_cli
+from vanillanet_mm.errors import ConfigError
 from vanillanet_mm.fileio import atomic_save
 from vanillanet_mm.models import VanillaNet
-from vanillanet_mm.models.checkpoint import (ACT_LEARN_KEY, check_compatible,
+from vanillanet_mm.models.checkpoint import (ACT_LEARN_KEY, CheckpointError,
+                                             check_compatible,
                                              extract_state_dict, layout_of,
                                              read_checkpoint,
                                              to_backbone_state_dict)
@@ -52,12 +54,12 @@ def to_deploy(args) -> None:
     cfg = Config.fromfile(args.config)
     model = build_model(cfg)
     if not any(hasattr(m, 'switch_to_deploy') for m in model.modules()):
-        raise ValueError(f'{args.config} builds no VanillaNet: nothing to fuse')
+        raise ConfigError(f'{args.config} builds no VanillaNet: nothing to fuse')
     ckpt = read_checkpoint(args.src)
     try:
         load_checkpoint(model, args.src, map_location='cpu', strict=True)
     except RuntimeError as e:
-        raise ValueError(f'{args.src} does not match {args.config}: '
+        raise CheckpointError(f'{args.src} does not match {args.config}: '
                          f'{str(e).splitlines()[0]} ...') from e
     fused = []
     for name, m in model.named_modules():

@@ -15,6 +15,7 @@ import torch
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.cli import run_cli
+from vanillanet_mm.errors import OutputExistsError
 from vanillanet_mm.models import VanillaNet, load_pretrained
 
 
@@ -34,7 +35,7 @@ def main():
     p.add_argument('--force', action='store_true')
     args = p.parse_args()
     if os.path.exists(args.out) and not args.force:
-        raise FileExistsError(f'{args.out} already exists; pass --force')
+        raise OutputExistsError(f'{args.out} already exists; pass --force')
     out_indices = args.out_indices or ((0, 1, 8, 10) if args.arch.startswith(
         'vanillanet_13') else (-1, ))
     model = VanillaNet(args.arch, act_num=args.act_num,

@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.cli import user_errors
 from vanillanet_mm.data_check import check_dataset
+from vanillanet_mm.errors import FusionError
 from vanillanet_mm.models.checkpoint import (ACT_LEARN_KEY,
                                              check_model_checkpoint)
 from vanillanet_mm.scope import add_common_args, build_model, load_config
@@ -72,7 +73,7 @@ def check_checkpoint(model, args) -> None:
     sd = check_model_checkpoint(model, args.checkpoint)
     act_learn = sd.get(f'backbone.{ACT_LEARN_KEY}')
     if args.deploy and act_learn is not None and act_learn.item() != 1:
-        raise ValueError(
+        raise FusionError(
             f'--deploy fuses the backbone, which needs act_learn (λ) = 1, but '
             f'{args.checkpoint} has λ = {act_learn.item():g}: test a '
             'checkpoint from after the DeepTrainingHook reached λ = 1, or '

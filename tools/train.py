@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 import vanillanet_mm  # noqa: F401  (registers VanillaNet, hooks, compat)
 from vanillanet_mm.cli import user_errors
 from vanillanet_mm.data_check import check_dataset
+from vanillanet_mm.errors import ConfigError, InputFileError
 from vanillanet_mm.scope import add_common_args, load_config
 
 
@@ -37,14 +38,14 @@ def build_cfg(args) -> Config:
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \
                 cfg.auto_scale_lr:
-            raise ValueError('--auto-scale-lr needs auto_scale_lr.'
+            raise ConfigError('--auto-scale-lr needs auto_scale_lr.'
                              'base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume checkpoint not found: '
+            raise InputFileError(f'--resume checkpoint not found: '
                                     f'{args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
     check_dataset(cfg, ('train_dataloader', 'val_dataloader'))

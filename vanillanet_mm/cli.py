@@ -4,11 +4,11 @@ import signal
 import sys
 from typing import Callable
 
-from .models.checkpoint import CheckpointError
+from .errors import UserError
 
-#: Errors a user can fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (CheckpointError, FileNotFoundError, FileExistsError,
-               ValueError, RuntimeError)
+#: Errors raised on purpose for bad input (see :mod:`.errors`); anything else
+#: is a bug and keeps its traceback.
+USER_ERRORS = (UserError, )
 
 
 def _raise_exit(signum, frame):

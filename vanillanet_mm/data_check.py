@@ -5,12 +5,14 @@ from typing import Iterator
 
 from mmengine.config import Config
 
+from .errors import InputFileError
+
 DEMO_HINT = ('put the dataset there, point the config at it with '
              '--cfg-options <loader>.dataset.data_root=PATH, or try the '
              'embedded demo data (make demo)')
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(InputFileError):
     """A dataset path of the config does not exist or is unusable."""
 
 

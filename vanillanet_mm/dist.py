@@ -18,13 +18,15 @@ from mmengine.registry import MODEL_WRAPPERS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .errors import ConfigError
+
 
 def prepare_cpu_distributed(cfg: Config) -> None:
     """Make ``cfg`` (with ``cfg.launcher`` set) run distributed on CPUs."""
     if cfg.launcher == 'none' or torch.cuda.is_available():
         return
     if cfg.launcher != 'pytorch':
-        raise ValueError(
+        raise ConfigError(
             f'--launcher {cfg.launcher} without a GPU: on CPUs only '
             '--launcher pytorch (torchrun, tools/dist_train.sh) is supported')
     if not dist.is_initialized():  # env:// rendezvous from torchrun

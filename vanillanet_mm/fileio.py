@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import OutputExistsError
+
 
 def atomic_save(obj, dst, force: bool = False) -> Path:
     """``torch.save`` to a temp file beside ``dst``, then rename over it.
@@ -15,7 +17,7 @@ def atomic_save(obj, dst, force: bool = False) -> Path:
     """
     dst = Path(dst)
     if dst.exists() and not force:
-        raise FileExistsError(f'{dst} already exists; pass --force to '
+        raise OutputExistsError(f'{dst} already exists; pass --force to '
                               'overwrite it')
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f'.{dst.name}.',

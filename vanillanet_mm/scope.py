@@ -6,6 +6,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 from .dist import prepare_cpu_distributed
+from .errors import ConfigError, InputFileError
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 
@@ -14,7 +15,7 @@ def register_scope(cfg: Config) -> str:
     """Register all modules of the config's codebase; return its scope."""
     scope = cfg.get('default_scope', None)
     if scope not in SUPPORTED_SCOPES:
-        raise ValueError(f'config default_scope must be one of '
+        raise ConfigError(f'config default_scope must be one of '
                          f'{SUPPORTED_SCOPES}, got {scope!r}')
     importlib.import_module(f'{scope}.utils').register_all_modules(
         init_default_scope=True)
@@ -43,7 +44,7 @@ def add_common_args(parser) -> None:
 def load_config(args) -> Config:
     """Config of a tool call: overrides, scope, work dir, dist backend."""
     if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config}')
+        raise InputFileError(f'config file not found: {args.config}')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher

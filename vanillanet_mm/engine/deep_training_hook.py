@@ -6,6 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
+from ..errors import ConfigError
 from .utils import modules_with
 
 
@@ -29,13 +30,13 @@ class DeepTrainingHook(Hook):
                  decay_iters: Optional[int] = None, schedule: str = 'linear',
                  start: float = 0.0, end: float = 1.0, per_iter: bool = True):
         if (decay_epochs is None) == (decay_iters is None):
-            raise ValueError('DeepTrainingHook needs exactly one of '
+            raise ConfigError('DeepTrainingHook needs exactly one of '
                              'decay_epochs / decay_iters')
         decay = decay_epochs if decay_iters is None else decay_iters
         if decay <= 0:
-            raise ValueError(f'the λ decay length must be > 0, got {decay}')
+            raise ConfigError(f'the λ decay length must be > 0, got {decay}')
         if schedule not in ('linear', 'cosine'):
-            raise ValueError(f"schedule must be 'linear' or 'cosine', got "
+            raise ConfigError(f"schedule must be 'linear' or 'cosine', got "
                              f'{schedule!r}')
         self.decay_epochs = decay_epochs
         self.decay_iters = decay_iters
@@ -70,11 +71,11 @@ class DeepTrainingHook(Hook):
 
     def before_train(self, runner) -> None:
         if not modules_with(runner, 'set_act_learn'):
-            raise RuntimeError('DeepTrainingHook found no module with '
+            raise ConfigError('DeepTrainingHook found no module with '
                                'set_act_learn() (no VanillaNet in the model)')
         if not self.per_iter and not isinstance(runner.train_loop,
                                                 EpochBasedTrainLoop):
-            raise ValueError('DeepTrainingHook(per_iter=False) steps λ at '
+            raise ConfigError('DeepTrainingHook(per_iter=False) steps λ at '
                              'epoch starts: use it with an epoch-based loop')
         self._apply(runner)
 

@@ -6,6 +6,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
+from ..errors import ConfigError
+
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
@@ -26,7 +28,7 @@ class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             layer = (stage // 2 + 1 if self.paramwise_cfg.get(
                 'decay_type', 'layer_wise') == 'layer_wise' else stage + 1)
             if layer > num_layers:
-                raise ValueError(
+                raise ConfigError(
                     f'{name} falls in layer {layer} > num_layers={num_layers}: '
                     'raise paramwise_cfg.num_layers for this arch/decay_type')
             return layer
@@ -37,7 +39,7 @@ class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         cfg = self.paramwise_cfg
         decay_type = cfg.get('decay_type', 'layer_wise')
         if decay_type not in ('layer_wise', 'stage_wise'):
-            raise ValueError(f"decay_type must be 'layer_wise' or "
+            raise ConfigError(f"decay_type must be 'layer_wise' or "
                              f"'stage_wise', got {decay_type!r}")
         num_layers, rate = cfg['num_layers'], cfg['decay_rate']
         groups = {}

@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import torch.nn.functional as F
 
+from ..errors import ConfigError, FusionError
 from ..ops import check_impl
 from .blocks import (DEFAULT_NORM_CFG, Block, SeriesActivation, conv_from,
                      conv_norm)
@@ -119,7 +120,7 @@ class VanillaNet(BaseModule):
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         if pretrained is not None:  # mmseg's `model.pretrained` convention
             if init_cfg is not None:
-                raise ValueError('give VanillaNet either init_cfg or '
+                raise ConfigError('give VanillaNet either init_cfg or '
                                  'pretrained, not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
@@ -127,13 +128,13 @@ class VanillaNet(BaseModule):
         dims, strides = self.arch['dims'], self.arch['strides']
         ada_pool = self.arch.get('ada_pool') or [0] * len(strides)
         if not isinstance(act_num, int) or act_num < 0:
-            raise ValueError(
+            raise ConfigError(
                 f'act_num must be an integer >= 0 (the depthwise kernel is '
                 f'(2*act_num+1)^2), got {act_num!r}; use 3 (ImageNet) or 4 '
                 f'(official detection config)')
         num_stages = len(strides)
         if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {num_stages}] '
+            raise ConfigError(f'frozen_stages must be in [-1, {num_stages}] '
                              f'for this arch, got {frozen_stages}')
         self.in_channels = in_channels
         self.act_num = act_num
@@ -178,23 +179,23 @@ class VanillaNet(BaseModule):
     def _resolve_arch(cls, arch: Union[str, dict]) -> dict:
         if isinstance(arch, str):
             if arch not in cls.arch_settings:
-                raise ValueError(
+                raise ConfigError(
                     f'unknown VanillaNet arch {arch!r}; choose one of '
                     f'{sorted(cls.arch_settings)} or pass a dict with '
                     f"'dims' and 'strides'")
             return dict(cls.arch_settings[arch])
         if not isinstance(arch, dict) or not {'dims', 'strides'} <= set(arch):
-            raise ValueError("a custom VanillaNet arch must be a dict with "
+            raise ConfigError("a custom VanillaNet arch must be a dict with "
                              f"'dims' and 'strides', got {arch!r}")
         arch = dict(arch)
         if len(arch['dims']) != len(arch['strides']) + 1:
-            raise ValueError(
+            raise ConfigError(
                 'arch dims must have one entry more than strides (dims[0] is '
                 f"the stem width), got {len(arch['dims'])} dims and "
                 f"{len(arch['strides'])} strides")
         if arch.get('ada_pool') and len(arch['ada_pool']) != len(
                 arch['strides']):
-            raise ValueError('arch ada_pool needs one entry per stage')
+            raise ConfigError('arch ada_pool needs one entry per stage')
         return arch
 
     @staticmethod
@@ -207,7 +208,7 @@ class VanillaNet(BaseModule):
                 resolved.append('stem')
                 continue
             if not isinstance(idx, int) or not -num_stages <= idx < num_stages:
-                raise ValueError(
+                raise ConfigError(
                     f'out_indices entry {idx!r} is out of range: this arch has '
                     f'{num_stages} stages, use 0..{num_stages - 1} (negative '
                     "from the end) or 'stem'")
@@ -252,11 +253,11 @@ class VanillaNet(BaseModule):
     # ------------------------------------------------------------- forward
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f'VanillaNet expects input (N, {self.in_channels}, H, W), got '
                 f'{tuple(x.shape)}; set in_channels= to match your data')
         if min(x.shape[-2:]) < self.total_stride:
-            raise ValueError(
+            raise ConfigError(
                 f'input {tuple(x.shape[-2:])} is smaller than the total stride '
                 f'{self.total_stride} of this arch; resize or pad the input')
 
@@ -289,7 +290,7 @@ class VanillaNet(BaseModule):
         if self.deploy:
             return
         if self.act_learn != 1.0 and not force:
-            raise RuntimeError(
+            raise FusionError(
                 f'switch_to_deploy() needs act_learn (λ) == 1, got '
                 f'{self.act_learn:g}: fusing now would change the network. '
                 'Finish the λ anneal (DeepTrainingHook) or call '

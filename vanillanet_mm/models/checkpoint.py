@@ -14,6 +14,8 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
+from ..errors import UserError
+
 HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
 ENTRY_KEYS = ('state_dict', 'model', 'model_ema')
 ACT_LEARN_KEY = '_act_learn'
@@ -21,7 +23,7 @@ ACT_LEARN_KEY = '_act_learn'
 STEM_KEYS = {'training': 'stem1.0.weight', 'deploy': 'stem.0.weight'}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot become this model's weights."""
 
 
