@@ -54,19 +54,29 @@ def test_train_then_test_and_deploy(tmp_path, data, det):
     assert Path(ckpt).exists()
     log = next(wd.glob('*/*.log')).read_text()
     assert 'act_learn: 1.0000' in log  # λ annealed to 1 within the run
+    # the fused checkpoint and the deploy config (mmpretrain's layout)
+    fused = tmp_path / 'fused.pth'
+    proc = tool('convert_checkpoint.py', 'to-deploy', cfg, ckpt, fused)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    deploy_cfg = str(Path(cfg).parent / 'deploy' / Path(cfg).name)
     metrics = {}
-    for mode in ('plain', 'deploy'):
+    for mode, args in (('plain', [cfg, ckpt]),
+                       ('deploy', [cfg, ckpt, '--deploy']),
+                       ('deploy_config', [deploy_cfg, fused])):
         out = tmp_path / mode
-        extra = ['--deploy'] if mode == 'deploy' else []
-        proc = tool('test.py', cfg, ckpt, '--work-dir', out, *extra,
+        proc = tool('test.py', *args, '--work-dir', out,
                     '--cfg-options', *_data_opts(data, det))
         assert proc.returncode == 0, proc.stderr[-3000:]
         metrics[mode] = json.loads((out / 'test_metrics.json').read_text())
-    assert 'SwitchToDeployHook: fused backbone' in proc.stdout + proc.stderr
+        if mode == 'deploy':
+            assert 'SwitchToDeployHook: fused backbone' in (proc.stdout +
+                                                            proc.stderr)
     key = 'coco/bbox_mAP' if det else 'mIoU'
     assert key in metrics['plain']
-    for k, v in metrics['plain'].items():
-        assert abs(v - metrics['deploy'][k]) <= 1e-3 * max(1, abs(v)), k
+    for mode in ('deploy', 'deploy_config'):
+        for k, v in metrics['plain'].items():
+            assert abs(v - metrics[mode][k]) <= 1e-3 * max(1, abs(v)), (mode,
+                                                                        k)
 
 
 @pytest.mark.parametrize('det', [True, False], ids=['mask_rcnn', 'upernet'])

@@ -1,0 +1,5 @@
+# The fused (deploy) form of ../vanillanet13_ade20k.py, for checkpoints written by
+# `tools/convert_checkpoint.py to-deploy` (mmpretrain's deploy-config layout).
+_base_ = '../vanillanet13_ade20k.py'
+
+model = dict(backbone=dict(deploy=True))
