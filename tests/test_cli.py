@@ -49,3 +49,18 @@ def test_bug_inside_a_library_keeps_its_traceback(tmp_path):
     assert 'Traceback' in proc.stderr
     assert 'RuntimeError' in proc.stderr
     assert 'convert_checkpoint: error:' not in proc.stderr
+
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(),
+                    reason='AMP is available on a GPU')
+def test_amp_on_cpu_is_a_user_error(tmp_path):
+    """mmengine's AmpOptimWrapper asserts a GPU: say so in one line."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/train.py'),
+         str(ROOT / 'configs/mask_rcnn/vanillanet_demo.py'), '--amp',
+         '--work-dir', str(tmp_path / 'wd')], capture_output=True,
+        text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    assert 'train: error: --amp needs a GPU' in proc.stderr
+    assert not (tmp_path / 'wd').exists()

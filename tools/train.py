@@ -6,6 +6,7 @@ config's default_scope.
 import argparse
 import os.path as osp
 
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -33,6 +34,11 @@ def parse_args():
 def build_cfg(args) -> Config:
     cfg = load_config(args)
     if args.amp:
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "--amp needs a GPU: mmengine's AmpOptimWrapper refuses CPU "
+                'training (fp16/bf16 autocast is CUDA/NPU/MLU only there); '
+                'train without --amp on the CPU')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
