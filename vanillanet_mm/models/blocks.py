@@ -121,9 +121,17 @@ class Block(nn.Module):
         return self.act(self.pool(x))
 
     @torch.no_grad()
-    def switch_to_deploy(self) -> None:
+    def switch_to_deploy(self, force: bool = False) -> None:
+        """Fuse in place (idempotent); like :meth:`VanillaNet.switch_to_deploy`
+        it refuses at λ ≠ 1 unless ``force`` (fuse as if λ = 1), also when
+        called on its own (e.g. by ``timm.utils.reparameterize_model``)."""
         if self.deploy:
             return
+        if self.act_learn != 1.0 and not force:
+            raise RuntimeError(
+                f'Block.switch_to_deploy() needs act_learn (λ) == 1, got '
+                f'{self.act_learn:g}: fusing now would change the block. '
+                'Finish the λ anneal or pass force=True to fuse as if λ = 1.')
         self.conv = conv_from(*fuse_deep_pair(self.conv1, self.conv2))
         self.act.switch_to_deploy()
         del self.conv1, self.conv2
