@@ -2,11 +2,13 @@
 
 The demo Mask R-CNN, 3 epochs of 2 iterations, a checkpoint each epoch and
 ``max_keep_ckpts=1`` (the demo config's). The interrupted run is killed
-twice: by SIGKILL from outside during epoch 2, then, resumed, by SIGKILL
-half-way through writing the epoch-2 checkpoint (tests/kill_mid_write.py).
-A second resume finishes it. With MMEngine's own CheckpointHook the second
-kill leaves ``last_checkpoint`` naming the epoch-1 file it had deleted
-already, and a truncated ``epoch_2.pth``; tools/train.py saves through
+three times, each time resumed with ``--resume``: by SIGKILL from outside
+during epoch 2; from outside again the moment a checkpoint file appears
+(mid-write or just after, as the race falls); and by SIGKILL half-way
+through writing a checkpoint (tests/kill_mid_write.py, no race). The last
+resume finishes. With MMEngine's own CheckpointHook a kill mid-write leaves
+a truncated ``epoch_N.pth`` and ``last_checkpoint`` naming the file it had
+deleted already (test_save_cut_half_way); tools/train.py saves through
 ``AtomicCheckpointHook``.
 """
 import json
@@ -57,6 +59,23 @@ def resume_point(work_dir) -> Path:
     return last
 
 
+def kill_when(wd, data, condition, log, *extra, poll=0.05) -> int:
+    """Start tools/train.py, kill -9 it (and its workers) once
+    ``condition()`` holds; the last logged iteration."""
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([sys.executable, *train_args(
+            wd, data, *extra, epochs=EPOCHS, keep=1)], cwd=ROOT, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 600
+    while not condition():
+        assert proc.poll() is None, f'training ended before the kill: {log}'
+        assert time.time() < deadline
+        time.sleep(poll)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    return last_iter(wd)
+
+
 def weights(path):
     return torch.load(path, map_location='cpu')['state_dict']
 
@@ -72,34 +91,35 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     t_full = time.time() - t0
 
     # 1. kill -9 from outside during epoch 2 (iterations 3-4)
-    log = open(tmp_path / 'killed.log', 'w')
-    proc = subprocess.Popen([sys.executable, *train_args(
-        wd, data, epochs=EPOCHS, keep=1)], cwd=ROOT, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 600
-    while not ((wd / 'last_checkpoint').exists() and last_iter(wd) >= 3):
-        assert proc.poll() is None, 'training ended before the kill'
-        assert time.time() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # train.py and its data workers
-    assert proc.wait() == -signal.SIGKILL
-    killed_at = last_iter(wd)
+    killed_at = kill_when(wd, data, lambda: (wd / 'last_checkpoint').exists()
+                          and last_iter(wd) >= 3, tmp_path / 'kill1.log')
     assert killed_at == 3 and resume_point(wd).name == 'epoch_1.pth'
 
-    # 2. --resume, killed half-way through writing the epoch-2 checkpoint
+    # 2. --resume, kill -9 from outside the moment a checkpoint file appears
+    sizes = []
+
+    def saving():
+        files = [*wd.glob('.epoch_[23].pth.tmp'), *wd.glob('epoch_[23].pth')]
+        sizes.extend(f.stat().st_size for f in files if f.exists())
+        return bool(files)
+
+    kill_when(wd, data, saving, tmp_path / 'kill2.log', '--resume',
+              poll=0.002)
+    resume_point(wd)  # whatever the moment, complete (or the previous one)
+
+    # 3. --resume, killed half-way through writing the next checkpoint
     proc = run([ROOT / 'tests/kill_mid_write.py',
                 *train_args(wd, data, '--resume', epochs=EPOCHS, keep=1)])
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-    assert 'resumed epoch: 1' in proc.stdout + proc.stderr
-    partial = list(wd.glob('.epoch_2.pth.tmp'))
-    assert len(partial) == 1  # the cut file is there, under no real name
-    assert not (wd / 'epoch_2.pth').exists()
-    assert resume_point(wd).name == 'epoch_1.pth'  # not deleted yet
+    assert len(list(wd.glob('.epoch_*.pth.tmp'))) == 1  # the cut file
+    assert resume_point(wd).name in ('epoch_1.pth', 'epoch_2.pth')
+    before_final = resume_point(wd).name
 
-    # 3. --resume to the end
+    # 4. --resume to the end
     proc = run(train_args(wd, data, '--resume', epochs=EPOCHS, keep=1))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'resumed epoch: 1' in proc.stdout + proc.stderr
+    assert f'resumed from the latest checkpoint {wd / before_final}.' in \
+        proc.stdout
     assert not list(wd.glob('.*.tmp'))  # the stale temp file was removed
     assert sorted(p.name for p in wd.glob('*.pth')) == ['epoch_3.pth']
 
@@ -107,9 +127,11 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     assert ref.keys() == got.keys()
     diff = max((ref[k].double() - got[k].double()).abs().max().item()
                for k in ref)
-    print(f'\nkill -9 at iteration {killed_at} and mid-write, 2 resumes: '
-          f'max |Δweight| = {diff} over {len(ref)} tensors; uninterrupted '
-          f'run {t_full:.0f} s, whole test {time.time() - t0:.0f} s')
+    print(f'\nkill -9 at iteration {killed_at}, at a save (file sizes seen '
+          f'{sizes[-1:]} of {(wd / "epoch_3.pth").stat().st_size} B), '
+          f'mid-write; 3 resumes from {before_final}: max |Δweight| = {diff} '
+          f'over {len(ref)} tensors; uninterrupted run {t_full:.0f} s, whole '
+          f'test {time.time() - t0:.0f} s')
     assert all(torch.equal(ref[k], got[k]) for k in ref)
 
 
