@@ -31,9 +31,9 @@ def train_args(work_dir, data, *extra, epochs=2, keep=2):
 
 
 def train(work_dir, data, *extra):
-    proc = subprocess.run([sys.executable, *train_args(work_dir, data, *extra)],
-                          capture_output=True, text=True, timeout=900,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, *train_args(work_dir, data, *extra)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = next(Path(work_dir).glob('*/vis_data/scalars.json')).read_text()
     return [r for r in map(json.loads, lines.splitlines()) if 'loss' in r]

@@ -131,7 +131,8 @@ class Block(nn.Module):
             raise RuntimeError(
                 f'Block.switch_to_deploy() needs act_learn (λ) == 1, got '
                 f'{self.act_learn:g}: fusing now would change the block. '
-                'Finish the λ anneal or pass force=True to fuse as if λ = 1.')
+                'Finish the λ anneal or pass force=True to fuse as if '
+                'λ = 1.')
         self.conv = conv_from(*fuse_deep_pair(self.conv1, self.conv2))
         self.act.switch_to_deploy()
         del self.conv1, self.conv2
