@@ -13,6 +13,7 @@ from mmengine.runner import Runner
 import vanillanet_mm  # noqa: F401  (registers VanillaNet, hooks, compat)
 from vanillanet_mm.cli import user_errors
 from vanillanet_mm.data_check import check_dataset
+from vanillanet_mm.engine import use_atomic_checkpoints
 from vanillanet_mm.errors import ConfigError, InputFileError
 from vanillanet_mm.scope import add_common_args, load_config
 
@@ -55,6 +56,7 @@ def build_cfg(args) -> Config:
                                     f'{args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
     check_dataset(cfg, ('train_dataloader', 'val_dataloader'))
+    use_atomic_checkpoints(cfg)  # a kill never leaves a half-written .pth
     return cfg
 
 

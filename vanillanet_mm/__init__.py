@@ -1,7 +1,7 @@
 """VanillaNet for OpenMMLab: ``custom_imports=dict(imports=['vanillanet_mm'])``.
 
 Importing registers the ``VanillaNet`` backbone, ``DeepTrainingHook``,
-``RNGStateHook``, ``SwitchToDeployHook``,
+``RNGStateHook``, ``SwitchToDeployHook``, ``AtomicCheckpointHook``,
 ``VanillaNetLayerDecayOptimizerConstructor`` and the CPU (gloo) DDP wrapper
 of :mod:`.dist` in mmengine's root registries (so mmdet and mmseg both find them), the timm classifiers ``vanillanet_5`` …
 ``vanillanet_13_x1_5_ada_pool``, and allow-lists mmengine's checkpoint

@@ -32,10 +32,15 @@ def atomic_save(obj, dst, force: bool = False) -> Path:
     return dst
 
 
-def atomic_write_json(obj, dst, **dump_kwargs) -> Path:
-    """``json.dump`` to a temp file beside ``dst``, then rename over it."""
+def atomic_write_text(text: str, dst) -> Path:
+    """Write ``text`` to a temp file beside ``dst``, then rename over it."""
     dst = Path(dst)
     tmp = dst.with_name(f'.{dst.name}.tmp')
-    tmp.write_text(json.dumps(obj, **dump_kwargs))
+    tmp.write_text(text)
     os.replace(tmp, dst)
     return dst
+
+
+def atomic_write_json(obj, dst, **dump_kwargs) -> Path:
+    """``json.dump`` to a temp file beside ``dst``, then rename over it."""
+    return atomic_write_text(json.dumps(obj, **dump_kwargs), dst)

@@ -303,7 +303,7 @@ class VanillaNet(BaseModule):
                                   act)
         del self.stem1, self.stem2
         for stage in self.stages:
-            stage.switch_to_deploy()
+            stage.switch_to_deploy(force)
         self.deploy = True
         self.set_act_learn(1.0)
         self._freeze_stages()

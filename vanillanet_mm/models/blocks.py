@@ -12,6 +12,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
+from ..errors import FusionError
 from ..ops import series_act
 from .fusion import fuse_conv_bn, fuse_deep_pair
 
@@ -98,7 +99,7 @@ class Block(nn.Module):
                  norm_cfg: dict = DEFAULT_NORM_CFG):
         super().__init__()
         self.deploy = deploy
-        self.act_learn = 0.0
+        self.act_learn = 1.0  # the λ rule: see VanillaNet
         self.stride = stride
         if deploy:
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
@@ -121,9 +122,18 @@ class Block(nn.Module):
         return self.act(self.pool(x))
 
     @torch.no_grad()
-    def switch_to_deploy(self) -> None:
+    def switch_to_deploy(self, force: bool = False) -> None:
+        """Fuse in place (idempotent); like :meth:`VanillaNet.switch_to_deploy`
+        it refuses at λ ≠ 1 unless ``force`` (fuse as if λ = 1), also when
+        called on its own (e.g. by ``timm.utils.reparameterize_model``)."""
         if self.deploy:
             return
+        if self.act_learn != 1.0 and not force:
+            raise FusionError(
+                f'Block.switch_to_deploy() needs act_learn (λ) == 1, got '
+                f'{self.act_learn:g}: fusing now would change the block. '
+                'Finish the λ anneal or pass force=True to fuse as if '
+                'λ = 1.')
         self.conv = conv_from(*fuse_deep_pair(self.conv1, self.conv2))
         self.act.switch_to_deploy()
         del self.conv1, self.conv2

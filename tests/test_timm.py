@@ -1,0 +1,132 @@
+"""timm's own machinery on the VanillaNet classifiers: ``create_model``,
+``reparameterize_model`` and ``features_only``."""
+import pytest
+import timm
+import torch
+from conftest import randomize_bn, small_arch
+from timm.utils import reparameterize_model
+from torch import nn
+
+from vanillanet_mm.models import Block, VanillaNet
+
+LAMBDA_ERROR = r'act_learn \(λ\) == 1, got 0.5'
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / a.abs().max()).item()
+
+
+def classifier(name, **kwargs):
+    model = timm.create_model(name, arch=small_arch(name), num_classes=10,
+                              **kwargs).eval()
+    randomize_bn(model)
+    return model
+
+
+def assert_fully_fused(model):
+    names = [n for n, _ in model.named_modules()]
+    assert model.deploy and all(s.deploy for s in model.stages)
+    assert not any(n.startswith(('stem1', 'stem2', 'cls1', 'cls2'))
+                   or '.conv1' in n for n in names), names
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize('name', sorted(VanillaNet.arch_settings))
+def test_reparameterize_model_fuses_the_whole_classifier(name):
+    model = classifier(name)
+    assert model.act_learn == 1.0  # the classifier's default
+    x = torch.randn(2, 3, 96, 96)
+    ref = model(x)
+    fused = reparameterize_model(model)  # timm's, on a copy
+    assert not model.deploy and hasattr(model, 'stem1')  # original kept
+    assert_fully_fused(fused)
+    out = fused(x)
+    assert rel_err(ref, out) <= 1e-5
+    # exactly the deploy form: its weights load into a deploy-built model
+    deploy = timm.create_model(name, arch=small_arch(name), num_classes=10,
+                               deploy=True).eval()
+    deploy.load_state_dict(fused.state_dict())
+    assert torch.equal(deploy(x), out)
+
+
+def test_reparameterize_model_refuses_lambda_not_one():
+    model = classifier('vanillanet_5')
+    model.set_act_learn(0.5)
+    with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
+        reparameterize_model(model, inplace=True)
+    # refused before anything was touched
+    assert not model.deploy and hasattr(model, 'stem1')
+    assert not any(s.deploy or s.act.deploy for s in model.stages)
+
+
+def test_block_fused_alone_refuses_lambda_not_one():
+    block = Block(8, 16, act_num=1, stride=2).eval()
+    randomize_bn(block)
+    x = torch.randn(2, 8, 12, 12)
+    block.act_learn = 0.5
+    with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
+        reparameterize_model(nn.Sequential(block))
+    with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
+        block.switch_to_deploy()
+    assert not block.deploy
+    before = block(x)
+    forced = Block(8, 16, act_num=1, stride=2).eval()
+    forced.load_state_dict(block.state_dict())
+    forced.act_learn = 0.5
+    forced.switch_to_deploy(force=True)  # fuses as if λ = 1
+    assert forced.deploy and rel_err(before, forced(x)) > 1e-3
+    block.act_learn = 1.0
+    ref = block(x)
+    fused = reparameterize_model(nn.Sequential(block))[0]
+    assert fused.deploy and rel_err(ref, fused(x)) <= 1e-5
+
+
+@pytest.mark.parametrize('act_learn', [1.0, 0.5])
+def test_features_only_follows_timm_feature_info(act_learn):
+    arch = small_arch('vanillanet_13')
+    feats = timm.create_model('vanillanet_13', features_only=True,
+                              out_indices=(0, 1, 8, 10), arch=arch).eval()
+    randomize_bn(feats)
+    feats.model.set_act_learn(act_learn)
+    info = feats.feature_info
+    assert info.channels() == [arch['dims'][i + 1] for i in (0, 1, 8, 10)]
+    assert info.reduction() == [4, 8, 16, 32]
+    assert info.module_name() == ['stages.0', 'stages.1', 'stages.8',
+                                  'stages.10']
+    x = torch.randn(2, 3, 96, 128)
+    out = feats(x)
+    assert [tuple(f.shape) for f in out] == [
+        (2, c, 96 // r, 128 // r)
+        for c, r in zip(info.channels(), info.reduction())]
+    # the same as the mmdet backbone with these weights (λ path included);
+    # the head was pruned, so the state dicts match key for key
+    backbone = VanillaNet(arch, act_num=3, out_indices=(0, 1, 8, 10)).eval()
+    backbone.load_state_dict(feats.model.state_dict())
+    assert backbone.act_learn == act_learn
+    for a, b in zip(out, backbone(x)):
+        assert torch.equal(a, b)
+    if act_learn == 1.0:
+        fused = reparameterize_model(feats)
+        assert fused.model.deploy
+        for a, b in zip(out, fused(x)):
+            assert rel_err(a, b) <= 1e-5
+    else:
+        with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
+            reparameterize_model(feats)
+
+
+def test_features_only_defaults_and_pruning():
+    arch = small_arch('vanillanet_13')
+    default = timm.create_model('vanillanet_13', features_only=True,
+                                arch=arch)
+    assert default.feature_info.out_indices == (0, 1, 8, 10)
+    assert default.feature_info.reduction() == [4, 8, 16, 32]
+    short = timm.create_model('vanillanet_13', features_only=True,
+                              out_indices=(-11, 2), arch=arch)
+    assert len(short.model.stages) == 3  # stages after the last one dropped
+    assert not any(k.startswith('cls') for k in short.state_dict())
+    assert [f.shape[1] for f in short(torch.randn(1, 3, 64, 64))] == \
+        short.feature_info.channels() == [arch['dims'][1], arch['dims'][3]]
+    vn5 = timm.create_model('vanillanet_5', features_only=True,
+                            arch=small_arch('vanillanet_5'))
+    assert vn5.feature_info.reduction() == [8, 16, 32]

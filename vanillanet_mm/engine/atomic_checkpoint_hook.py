@@ -1,0 +1,95 @@
+"""CheckpointHook whose checkpoints survive a kill at any moment.
+
+MMEngine 0.10's ``CheckpointHook`` (1) deletes the oldest kept checkpoint
+(``max_keep_ckpts``) *before* writing the new one, (2) writes the new one in
+place, and (3) then rewrites ``last_checkpoint`` in place. ``--resume``
+(``find_latest_checkpoint``) trusts ``last_checkpoint``. A ``kill -9`` in
+(2) therefore leaves a truncated ``epoch_N.pth`` under its real name and, with
+``max_keep_ckpts=1``, a ``last_checkpoint`` naming the checkpoint deleted in
+(1): the run cannot be resumed. A kill in (3) leaves it empty.
+
+:class:`AtomicCheckpointHook` (same arguments) writes the checkpoint to a
+hidden temp file, fsyncs it and renames it to its name, then points
+``last_checkpoint`` at it (also by rename), and only then deletes the
+outdated one. Killed anywhere, every ``*.pth`` in the work dir is complete
+and ``last_checkpoint`` names one that exists (or is absent: the first save
+never finished). Leftover temp files are removed when training starts.
+Other storage backends (not a local path) keep MMEngine's behaviour.
+
+``tools/train.py`` uses it in place of ``CheckpointHook``
+(:func:`use_atomic_checkpoints`).
+"""
+import glob
+import os
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+
+from ..fileio import atomic_write_text
+
+
+def _temp_name(filename: str) -> str:
+    return f'.{filename}.tmp'
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """:class:`mmengine.hooks.CheckpointHook`, crash-safe on local disks."""
+
+    def _atomic(self) -> bool:
+        return (isinstance(self.file_backend, LocalBackend)
+                and self.file_client_args is None)
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if self._atomic() and is_main_process():
+            pattern = _temp_name(self.filename_tmpl.format('*'))
+            for stale in glob.glob(osp.join(self.out_dir, pattern)):
+                os.remove(stale)  # a save killed half-way
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        if not self._atomic():
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        # the parent's bookkeeping, but the outdated file is deleted last
+        outdated = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
+                                            self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = osp.join(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir, _temp_name(filename),
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler, meta=meta,
+            by_epoch=self.by_epoch, backend_args=self.backend_args,
+            **self.args)
+        if not is_main_process():  # the runner saves on rank 0 only
+            return
+        tmp = osp.join(self.out_dir, _temp_name(filename))
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.last_ckpt)
+        atomic_write_text(self.last_ckpt,
+                          osp.join(runner.work_dir, 'last_checkpoint'))
+        if outdated is not None:
+            old = osp.join(self.out_dir, self.filename_tmpl.format(outdated))
+            if osp.isfile(old):
+                os.remove(old)
+
+
+def use_atomic_checkpoints(cfg: Config) -> None:
+    """Use :class:`AtomicCheckpointHook` for the config's checkpoint hook if
+    it is MMEngine's ``CheckpointHook`` (same arguments)."""
+    hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if hook is not None and hook.get('type') in ('CheckpointHook',
+                                                 CheckpointHook):
+        hook['type'] = 'AtomicCheckpointHook'
