@@ -94,7 +94,7 @@ def _cfg(bh, bw, bc, warps):
 
 
 # Tile candidates, benchmarked once per (C, K, size bucket, dtype) on the GPU.
-NCHW_CONFIGS = [_cfg(32, 128, 1, 4), _cfg(16, 128, 1, 4), _cfg(32, 64, 2, 4),
+NCHW_CONFIGS = [_cfg(24, 128, 1, 4), _cfg(16, 128, 1, 4), _cfg(32, 64, 2, 4),
                 _cfg(16, 64, 2, 4)]
 NHWC_CONFIGS = [_cfg(8, 8, 64, 4), _cfg(12, 8, 64, 4), _cfg(8, 4, 128, 4),
                 _cfg(16, 4, 64, 2)]
