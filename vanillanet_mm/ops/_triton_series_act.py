@@ -24,34 +24,17 @@ from torch import Tensor, empty_like
 
 
 @triton.jit
-def _replace(t, i: tl.constexpr, v):
-    """Tuple ``t`` with entry ``i`` replaced by ``v`` (static index)."""
-    return t[:i] + (v, ) + t[i + 1:]
-
-
-@triton.jit
-def _load_relu_f32(ptr, mask, BF16_BY_SHIFT: tl.constexpr):
-    """``relu(x)`` widened to fp32, 0 where masked off. With BF16_BY_SHIFT a
-    bf16 is widened by hand (its bits are the high half of an fp32: one
-    shift) before an fp32 ReLU. Chosen for NCHW, where each value sits alone
-    in a register and the compiler's packed bf16 ReLU then costs two
-    unpacking instructions per value; in channels_last values arrive in
-    pairs and the compiler's packed ReLU pays."""
-    if BF16_BY_SHIFT and ptr.dtype.element_ty == tl.bfloat16:
-        raw = tl.load(ptr.to(tl.pointer_type(tl.uint16)), mask=mask, other=0)
-        v = (raw.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    else:
-        v = tl.load(ptr, mask=mask, other=0.).to(tl.float32)
-    return tl.maximum(v, 0.)
-
-
-@triton.jit
 def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
                        sxn, sxc, sxh, sxw, syn, syc, syh, syw, size_key,
                        K: tl.constexpr, BLOCK_H: tl.constexpr,
                        BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
                        BF16_BY_SHIFT: tl.constexpr):
-    # size_key only keys the autotuner (bucketed H, W); unused here
+    """size_key only keys the autotuner (bucketed H, W). BF16_BY_SHIFT (set
+    for NCHW, where each value sits alone in a register): widen bf16 by a
+    shift before an fp32 ReLU, where the compiler's packed bf16 ReLU costs
+    two unpacking instructions per value; in channels_last values arrive in
+    pairs and the packed ReLU pays. The code of the row loop stays inline
+    (no helper functions) so that its machine code maps back to the loop."""
     P: tl.constexpr = K // 2
     pid_nh = tl.program_id(0)
     h_tiles = tl.cdiv(H, BLOCK_H)
@@ -74,11 +57,20 @@ def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
             taps = taps + (tap.to(tl.float32)[None, :], )
         for r in tl.static_range(BLOCK_H + K - 1):
             ih = h0 + (r - P)
-            v = _load_relu_f32(x_img + ih.to(tl.int64) * sxh + x_cw,
-                               col_ok & (ih >= 0) & (ih < H), BF16_BY_SHIFT)
+            ptr = x_img + ih.to(tl.int64) * sxh + x_cw
+            ok = col_ok & (ih >= 0) & (ih < H)
+            if BF16_BY_SHIFT and x_ptr.dtype.element_ty == tl.bfloat16:
+                # bf16 bits are the high half of an fp32: widen by a shift
+                raw = tl.load(ptr.to(tl.pointer_type(tl.uint16)), mask=ok,
+                              other=0)
+                v = (raw.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+            else:
+                v = tl.load(ptr, mask=ok, other=0.).to(tl.float32)
+            v = tl.maximum(v, 0.)
             for kh in tl.static_range(K):
                 if r - kh >= 0 and r - kh < BLOCK_H:  # output row r - kh
-                    acc = _replace(acc, r - kh, acc[r - kh] + v * taps[kh])
+                    acc = (acc[:r - kh] + (acc[r - kh] + v * taps[kh], )
+                           + acc[r - kh + 1:])
     y_img = y_ptr + n.to(tl.int64) * syn
     y_cw = cs[None, :] * syc + ws[:, None] * syw
     ok = (ws < W)[:, None] & c_ok[None, :]
