@@ -6,6 +6,9 @@ host the same tests run the compiled kernel (nothing here assumes the
 interpreter), plus test_every_config_at_vanillanet13_sizes.
 """
 import importlib
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -235,3 +238,52 @@ def test_launches_on_the_tensors_device():
         out = series_act(x, weight, bias, 2, impl='triton')
     assert out.device == x.device
     assert _rel_err(out, series_act_reference(x, weight, bias, 2)) <= 1e-5
+
+
+
+_COMPILE_SM90 = """
+import sys
+from triton import compile as triton_compile
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from vanillanet_mm.ops import _triton_series_act as kern
+channels_last = sys.argv[1] == 'cl'
+cfg = (kern.NHWC_CONFIGS if channels_last else kern.NCHW_CONFIGS)[0]
+c, h, w = 2048, 50, 84
+strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w,
+                                                          w, 1)
+ints = dict(C=c, H=h, W=w, size_key=kern.size_key(h, w),
+            **dict(zip(('sxn', 'sxc', 'sxh', 'sxw'), strides)),
+            **dict(zip(('syn', 'syc', 'syh', 'syw'), strides)))
+const = dict(K=9, BF16_BY_SHIFT=not channels_last, **cfg.kwargs)
+const.update({n: 1 for n, v in ints.items() if v == 1})
+jit = kern._series_act_kernel
+names = [p.name for p in jit.params]
+sig = {n: ('*bf16' if n in ('x_ptr', 'y_ptr') else '*fp32')
+       if n.endswith('_ptr') else 'constexpr' if n in const else 'i32'
+       for n in names}
+src = ASTSource(jit, sig, {(names.index(n), ): v for n, v in const.items()})
+k = triton_compile(src, target=GPUTarget('cuda', 90, 32),
+                   options=dict(num_warps=cfg.num_warps))
+assert k.asm['cubin'], 'no cubin'
+print('compiled', k.metadata.name)
+"""
+
+
+@pytest.mark.parametrize('layout', ['nchw', 'cl'])
+def test_kernel_compiles_for_sm90(layout):
+    """The interpreter accepts code the compiler rejects (it did: a constexpr
+    assigned inside static_range). Compile the first autotune config of each
+    layout (bf16, VanillaNet-13's 2048x50x84) for sm_90 with Triton's own
+    compiler and bundled ptxas: no GPU needed; a subprocess because the
+    interpreter setting is global to this one."""
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(
+        series_act_mod.__file__)))
+    env['PYTHONPATH'] = os.pathsep.join(
+        [os.path.dirname(root), env.get('PYTHONPATH', '')])
+    proc = subprocess.run([sys.executable, '-c', _COMPILE_SM90, layout],
+                          env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'compiled _series_act_kernel' in proc.stdout
