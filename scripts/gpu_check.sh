@@ -30,7 +30,7 @@ timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_series_act.py \
 # 2. the figures (the kernel check runs inside, before timing)
 for fmt in cl nchw; do
   extra=(); [[ $fmt == cl ]] && extra=(--channels-last)
-  timeout 150 $PY tools/benchmark_fps.py --mode backbone --device cuda \
+  timeout 120 $PY tools/benchmark_fps.py --mode backbone --device cuda \
     --dtype fp32 tf32 bf16 --shape 800 1344 --iters 30 --warmup 10 \
     --no-gmacs "${extra[@]}" --out "$OUT_DIR/gpu_$fmt.json" \
     2>&1 | tee "$OUT_DIR/bench_$fmt.log"
