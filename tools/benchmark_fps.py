@@ -12,6 +12,12 @@ several precisions, timed one after another on the same models. Model mode
 times the whole detector/segmentor (data preprocessor, forward,
 post-processing) at batch 1 on real images, with ResNet-50 / Swin-T versions
 of the same config. Prints a table; --out writes JSON, --plot a PNG.
+
+On CUDA: cudnn.benchmark is on for every model; each time is reported as
+wall time and as GPU time from CUDA events; and before any timing (backbone
+mode) the fused backbone with the Triton kernel is compared with the same
+weights run by PyTorch ops on the same input, per dtype: the error is printed
+and a wrong kernel stops the run (KERNEL_TOL).
 """
 import argparse
 import copy
@@ -91,6 +97,20 @@ def prepare(model, args, device):
     return torch.compile(model) if args.compile else model
 
 
+def gpu_ms(fn, iters):
+    """GPU time per call from CUDA events (wall time includes launch
+    overhead and host work; this is what the GPU spent between them)."""
+    times = []
+    for _ in range(iters):
+        start, end = (torch.cuda.Event(enable_timing=True) for _ in 'se')
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return summarize(times)
+
+
 def timed(fn, args, device, dtype):
     autocast_dtype = set_precision(dtype)
 
@@ -98,7 +118,43 @@ def timed(fn, args, device, dtype):
         with torch.autocast(device.type, dtype=autocast_dtype,
                             enabled=autocast_dtype is not None):
             fn()
-    return summarize(measure_ms(run, device, args.warmup, args.iters))
+    out = summarize(measure_ms(run, device, args.warmup, args.iters))
+    if device.type == 'cuda':
+        gpu = gpu_ms(run, args.iters)
+        out.update(gpu_median_ms=gpu['median_ms'], gpu_p90_ms=gpu['p90_ms'])
+    return out
+
+
+# max |kernel - torch ops| / max |torch ops| over the fused backbone's
+# outputs allowed before timing (12 layers of rounding in low precision)
+KERNEL_TOL = dict(fp32=1e-3, tf32=1e-2, fp16=2e-2, bf16=5e-2)
+
+
+def check_kernel(forms, x, args, device):
+    """The fused backbone with the Triton kernel against the same weights
+    with PyTorch ops, on the same input, before any timing: a wrong kernel
+    must not produce a speed figure. Returns {dtype: relative error}."""
+    if device.type != 'cuda' or 'vanillanet_fused' not in args.models:
+        return {}  # elsewhere both fused forms run the PyTorch ops
+    kern, ref = (prepare(copy.deepcopy(forms[k]), args, device) for k in
+                 ('vanillanet_fused', 'vanillanet_fused_torch'))
+    errs = {}
+    for dtype in args.dtype:
+        autocast_dtype = set_precision(dtype)
+        with torch.no_grad(), torch.autocast(
+                'cuda', dtype=autocast_dtype,
+                enabled=autocast_dtype is not None):
+            outs = [(o.float(), r.float()) for o, r in zip(kern(x), ref(x))]
+        errs[dtype] = max(((o - r).abs().max() / r.abs().max()).item()
+                          for o, r in outs)
+        print(f'  kernel check {dtype}: fused backbone, Triton kernel vs '
+              f'PyTorch ops: max rel err {errs[dtype]:.2e}', file=sys.stderr)
+        if not errs[dtype] <= KERNEL_TOL[dtype]:
+            raise RuntimeError(
+                f'the Triton series activation disagrees with the PyTorch '
+                f'ops ({dtype}: {errs[dtype]:.2e} > {KERNEL_TOL[dtype]}); '
+                f'refusing to time it')
+    return errs
 
 
 def backbone_records(args, device):
@@ -110,17 +166,20 @@ def backbone_records(args, device):
                          f"{forms['vanillanet_train'].total_stride} of "
                          f'{args.arch}')
     records = []
+    xd = x.to(device, memory_format=torch.channels_last
+              if args.channels_last else torch.contiguous_format)
+    kernel_err = check_kernel(forms, xd, args, device)
     for name in args.models:
         model = (forms.pop(name) if name in forms else
                  baseline_backbone(name, args.shape))
         params = sum(p.numel() for p in model.parameters()) / 1e6
         macs = gmacs(model, x) if args.gmacs else None
         model = prepare(model, args, device)
-        xd = x.to(device, memory_format=torch.channels_last
-                  if args.channels_last else torch.contiguous_format)
         for dtype in args.dtype:
             with torch.no_grad():
                 t = timed(lambda: model(xd), args, device, dtype)
+            if name == 'vanillanet_fused' and dtype in kernel_err:
+                t['kernel_max_rel_err'] = kernel_err[dtype]
             records.append(dict(model=name, dtype=dtype, params_m=params,
                                 gmacs=macs, **t))
             print(f'  {name} {dtype}: {t["median_ms"]:.2f} ms',
@@ -212,13 +271,14 @@ def finish(records, args, device):
           f"{args.shape[0]}x{args.shape[1]}, channels_last "
           f"{args.channels_last}, torch {torch.__version__}")
     print(f"{'model':<24}{'form':<18}{'dtype':<6}{'params M':>9}{'GMACs':>9}"
-          f"{'median ms':>11}{'p90 ms':>9}{'FPS':>8}{'vs train':>9}"
-          f"{'vs R50':>8}")
+          f"{'median ms':>11}{'p90 ms':>9}{'GPU ms':>8}{'FPS':>8}"
+          f"{'vs train':>9}{'vs R50':>8}")
     for r in sorted(records, key=lambda r: args.dtype.index(r['dtype'])):
         print(f"{r['model']:<24}{r['form']:<18}{r['dtype']:<6}"
               f"{r['params_m']:>9.1f}"
               f"{fmt(r['gmacs'], '.1f'):>9}{r['median_ms']:>11.2f}"
-              f"{r['p90_ms']:>9.2f}{r['fps']:>8.2f}"
+              f"{r['p90_ms']:>9.2f}{fmt(r.get('gpu_median_ms'), '.2f'):>8}"
+              f"{r['fps']:>8.2f}"
               f"{fmt(r['speedup_vs_train_form'], '.2f'):>9}"
               f"{fmt(r['speedup_vs_resnet50'], '.2f'):>8}")
     if args.out:
@@ -281,6 +341,8 @@ def main():
         raise ConfigError(f'--dtype {" ".join(args.dtype)}: the CPU runs fp32 '
                          'and bf16 only; use --device cuda for tf32/fp16')
     device = torch.device(args.device)
+    # cuDNN picks its fastest algorithms for every model alike
+    torch.backends.cudnn.benchmark = device.type == 'cuda'
     torch.manual_seed(0)
     records = (backbone_records if args.mode == 'backbone' else
                model_records)(args, device)
