@@ -14,6 +14,7 @@ import warnings
 import pytest
 import torch
 
+from vanillanet_mm.errors import ConfigError
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.ops import (ENV_VAR, resolve_impl, series_act,
                                series_act_reference)
@@ -128,7 +129,7 @@ def test_impl_selection(monkeypatch):
         resolve_impl('fast', x)
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match='needs Triton and a CUDA'):
+        with pytest.raises(ConfigError, match='needs Triton and a CUDA'):
             resolve_impl('triton', x)
 
 

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
+
 IMPLS = ('auto', 'triton', 'torch')
 ENV_VAR = 'VANILLANET_ACT_IMPL'
 
@@ -52,7 +54,7 @@ def _triton_usable(x: Tensor) -> bool:
 
 def check_impl(impl: str) -> str:
     if impl not in IMPLS:
-        raise ValueError(f'act_impl must be one of {IMPLS}, got {impl!r}')
+        raise ConfigError(f'act_impl must be one of {IMPLS}, got {impl!r}')
     return impl
 
 
@@ -62,12 +64,12 @@ def resolve_impl(impl: str, x: Tensor) -> str:
     if impl == 'auto':
         impl = os.environ.get(ENV_VAR, 'auto').lower()
         if impl not in IMPLS:
-            raise ValueError(f'{ENV_VAR} must be one of {IMPLS}, got '
+            raise ConfigError(f'{ENV_VAR} must be one of {IMPLS}, got '
                              f'{os.environ[ENV_VAR]!r}; unset it for auto')
         if impl == 'auto':
             return 'triton' if x.is_cuda and _triton_usable(x) else 'torch'
     if impl == 'triton' and not _triton_usable(x):
-        raise RuntimeError(
+        raise ConfigError(
             f'act_impl=triton needs Triton and a CUDA tensor (got a '
             f'{x.device.type} tensor); use act_impl=torch here, or set '
             f'TRITON_INTERPRET=1 to run the kernel in the Triton interpreter')
