@@ -15,7 +15,7 @@ from mmengine.registry import HOOKS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from vanillanet_mm.dist import GlooSyncBatchNorm
+from vanillanet_mm.utils.dist import GlooSyncBatchNorm
 from vanillanet_mm.engine.utils import unwrap
 
 

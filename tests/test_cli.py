@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import (ConfigError, FusionError, InputFileError,
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import (ConfigError, FusionError, InputFileError,
                                   OutputExistsError)
 from vanillanet_mm.models.checkpoint import CheckpointError
 

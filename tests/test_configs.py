@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.utils.scope import build_model
 
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] /
                                   'configs').rglob('*.py')

@@ -14,7 +14,7 @@ from mmengine.config import Config
 from test_checkpoint import official_state_dict
 
 from vanillanet_mm.models import VanillaNet
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.utils.scope import build_model
 
 TOOL = str(Path(__file__).parents[1] / 'tools' / 'convert_checkpoint.py')
 ARCH = 'vanillanet_5'

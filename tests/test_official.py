@@ -23,7 +23,7 @@ from mmengine.runner import Runner, load_checkpoint
 
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import ACT_LEARN_KEY
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.utils.scope import build_model
 
 ROOT = Path(__file__).parents[1]
 MASK_RCNN = ROOT / 'configs/mask_rcnn/vanillanet13_coco.py'

@@ -14,7 +14,7 @@ import warnings
 import pytest
 import torch
 
-from vanillanet_mm.errors import ConfigError
+from vanillanet_mm.utils.errors import ConfigError
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.ops import (ENV_VAR, resolve_impl, series_act,
                                series_act_reference)

@@ -29,10 +29,10 @@ import torch
 from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import ConfigError, InputFileError
-from vanillanet_mm.fileio import atomic_write_json
-from vanillanet_mm.latency import measure_ms, summarize
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import ConfigError, InputFileError
+from vanillanet_mm.utils.fileio import atomic_write_json
+from vanillanet_mm.utils.latency import measure_ms, summarize
 from vanillanet_mm.models import VanillaNet
 
 DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
@@ -190,7 +190,7 @@ def backbone_records(args, device):
 
 def model_records(args, device):
     from mmengine.dataset import Compose, pseudo_collate
-    from vanillanet_mm.scope import build_model
+    from vanillanet_mm.utils.scope import build_model
     cfg = Config.fromfile(args.config)
     pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
                 if t['type'] != 'LoadAnnotations']

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import OutputExistsError
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import OutputExistsError
 from vanillanet_mm.models import VanillaNet, load_pretrained
 
 

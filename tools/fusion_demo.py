@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from vanillanet_mm.latency import measure_ms, summarize
+from vanillanet_mm.utils.latency import measure_ms, summarize
 from vanillanet_mm.models import VanillaNet
 
 

@@ -7,8 +7,8 @@ of :mod:`.dist` in mmengine's root registries (so mmdet and mmseg both find them
 ``vanillanet_13_x1_5_ada_pool``, and allow-lists mmengine's checkpoint
 objects for torch's ``weights_only`` loading (see :mod:`.compat`).
 """
-from . import dist  # noqa: F401  (registers CPUDistributedDataParallel)
-from .compat import allow_mmengine_checkpoints
+from .utils import dist  # noqa: F401  (registers CPUDistributedDataParallel)
+from .utils.compat import allow_mmengine_checkpoints
 from .engine import (DeepTrainingHook, RNGStateHook, SwitchToDeployHook,
                      VanillaNetLayerDecayOptimizerConstructor)
 from .models import VanillaNet

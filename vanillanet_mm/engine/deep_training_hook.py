@@ -6,7 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from .utils import modules_with
 
 

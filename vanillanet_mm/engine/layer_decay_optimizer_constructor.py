@@ -6,7 +6,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

@@ -12,7 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import torch.nn.functional as F
 
-from ..errors import ConfigError, FusionError
+from ..utils.errors import ConfigError, FusionError
 from ..ops import check_impl
 from .blocks import (DEFAULT_NORM_CFG, Block, SeriesActivation, conv_from,
                      conv_norm)

@@ -12,7 +12,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
-from ..errors import FusionError
+from ..utils.errors import FusionError
 from ..ops import series_act
 from .fusion import fuse_conv_bn, fuse_deep_pair
 

@@ -14,7 +14,7 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
-from ..errors import UserError
+from ..utils.errors import UserError
 
 HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
 ENTRY_KEYS = ('state_dict', 'model', 'model_ema')

@@ -24,7 +24,7 @@ from timm.models import register_model
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from .backbone import VanillaNet
 from .blocks import DEFAULT_NORM_CFG, conv_from
 from .checkpoint import (ACT_LEARN_KEY, check_compatible, extract_state_dict,

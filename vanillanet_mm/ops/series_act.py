@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 
 IMPLS = ('auto', 'triton', 'torch')
 ENV_VAR = 'VANILLANET_ACT_IMPL'
