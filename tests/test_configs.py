@@ -1,4 +1,5 @@
-"""Every shipped config builds its model; loss and predict run on tiny input."""
+"""Every shipped config builds its model; loss and predict run on tiny
+input."""
 from pathlib import Path
 
 import pytest

@@ -14,10 +14,15 @@ import warnings
 import pytest
 import torch
 
-from vanillanet_mm.utils.errors import ConfigError
 from vanillanet_mm.models import VanillaNet
-from vanillanet_mm.ops import (ENV_VAR, resolve_impl, series_act,
-                               series_act_reference)
+from vanillanet_mm.ops import (
+    ENV_VAR,
+    resolve_impl,
+    series_act,
+    series_act_reference,
+)
+from vanillanet_mm.utils.errors import ConfigError
+from vanillanet_mm.utils.testing import max_rel_error
 
 # the module (the package re-exports its function under the same name)
 series_act_mod = importlib.import_module('vanillanet_mm.ops.series_act')
@@ -54,11 +59,6 @@ def _inputs(n, c, h, w, act_num, dtype=torch.float32, channels_last=False,
     return x, weight, bias
 
 
-def _rel_err(out, ref):
-    return ((out.float() - ref.float()).abs().max()
-            / ref.float().abs().max()).item()
-
-
 @pytest.mark.parametrize('n,c,h,w,act_num', [
     (1, 3, 7, 9, 1),      # odd H/W, C not a multiple of any tile
     (2, 5, 11, 6, 2),     # batch > 1
@@ -76,7 +76,7 @@ def test_matches_pytorch_fp32(n, c, h, w, act_num, channels_last):
     assert out.shape == ref.shape
     assert out.is_contiguous(memory_format=torch.channels_last
                              if channels_last else torch.contiguous_format)
-    assert _rel_err(out, ref) <= 1e-5
+    assert max_rel_error(ref, out) <= 1e-5
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16],
@@ -89,7 +89,7 @@ def test_half_precision_within_dtype_tolerance(dtype, channels_last):
     # the reference in fp32 on the same (rounded) input: the kernel
     # accumulates in fp32 and rounds once, so its error is one rounding
     ref = series_act_reference(x.float(), weight, bias, 4)
-    assert _rel_err(out, ref) <= TOL[dtype]
+    assert max_rel_error(ref, out) <= TOL[dtype]
 
 
 def test_non_contiguous_input():
@@ -98,7 +98,7 @@ def test_non_contiguous_input():
     weight, bias = weight[::2], bias[::2]
     out = series_act(x, weight, bias, 2, impl='triton')
     ref = series_act_reference(x, weight, bias, 2)
-    assert _rel_err(out, ref) <= 1e-5
+    assert max_rel_error(ref, out) <= 1e-5
 
 
 def test_gradients_match_pytorch():
@@ -148,7 +148,7 @@ def test_fused_backbone_with_kernel_matches_plain_ops(tiny_arch,
     for o, r in zip(out, ref):
         assert o.is_contiguous(memory_format=torch.channels_last) == \
             channels_last
-        assert _rel_err(o, r) <= 1e-5
+        assert max_rel_error(r, o) <= 1e-5
 
 
 def test_backbone_rejects_unknown_act_impl(tiny_arch):
@@ -175,7 +175,7 @@ def test_torch_compile_keeps_the_kernel_in_one_graph():
     out = torch.compile(f, backend='aot_eager', fullgraph=True)(x, weight,
                                                                bias)
     ref = series_act_reference(x, weight, bias, 2) * 2
-    assert _rel_err(out, ref) <= 1e-5
+    assert max_rel_error(ref, out) <= 1e-5
 
 
 def test_launch_failure_falls_back_with_one_warning(monkeypatch):
@@ -215,9 +215,11 @@ def test_autotune_key_is_bucketed():
 def test_every_config_at_vanillanet13_sizes(dtype, channels_last):
     """Each autotune candidate, compiled for this GPU, at the activation
     shapes of VanillaNet-13 at 800x1344 (act_num 4), against cuDNN."""
-    from vanillanet_mm.ops._triton_series_act import (NCHW_CONFIGS,
-                                                      NHWC_CONFIGS,
-                                                      series_act_forward)
+    from vanillanet_mm.ops._triton_series_act import (
+        NCHW_CONFIGS,
+        NHWC_CONFIGS,
+        series_act_forward,
+    )
     configs = NHWC_CONFIGS if channels_last else NCHW_CONFIGS
     for c, h, w in [(512, 200, 336), (1024, 100, 168), (2048, 50, 84),
                     (4096, 25, 42)]:
@@ -226,7 +228,7 @@ def test_every_config_at_vanillanet13_sizes(dtype, channels_last):
         for cfg in configs:
             out = series_act_forward(x, weight, bias, config=dict(
                 cfg.kwargs, num_warps=cfg.num_warps))
-            err = _rel_err(out, ref)
+            err = max_rel_error(ref, out)
             assert err <= TOL[dtype], (c, h, w, cfg, err)
 
 
@@ -238,7 +240,7 @@ def test_launches_on_the_tensors_device():
     with torch.cuda.device(0):
         out = series_act(x, weight, bias, 2, impl='triton')
     assert out.device == x.device
-    assert _rel_err(out, series_act_reference(x, weight, bias, 2)) <= 1e-5
+    assert max_rel_error(series_act_reference(x, weight, bias, 2), out) <= 1e-5
 
 
 

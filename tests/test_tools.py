@@ -27,7 +27,7 @@ def data(tmp_path_factory):
 
 
 def _data_opts(root, det):
-    opts = [f'{l}.dataset.data_root={root}/' for l in (
+    opts = [f'{loader}.dataset.data_root={root}/' for loader in (
         'train_dataloader', 'val_dataloader', 'test_dataloader')]
     if det:
         ann = f'{root}/annotations/instances_validation.json'
@@ -180,8 +180,8 @@ def test_profile_train_step(tmp_path, data):
                 '--top', 5, '--work-dir', tmp_path, '--cfg-options',
                 *_data_opts(data, True), 'train_dataloader.batch_size=2')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines()
-                if l.startswith('train step: median'))
+    line = next(ln for ln in proc.stdout.splitlines()
+                if ln.startswith('train step: median'))
     assert float(line.split()[3]) > 0
     assert 'Self CPU time total' in proc.stdout
     bad = tool('profile_train_step.py', DET, '--steps', 0)

@@ -1,7 +1,9 @@
 """FPS of VanillaNet, training form vs fused, next to the usual backbones.
 
-  backbone mode:  python tools/benchmark_fps.py --mode backbone --shape 800 1344
-  model mode:     python tools/benchmark_fps.py --mode model CONFIG [--checkpoint CKPT]
+  backbone mode:
+    python tools/benchmark_fps.py --mode backbone --shape 800 1344
+  model mode:
+    python tools/benchmark_fps.py --mode model CONFIG [--checkpoint CKPT]
 
 Every model runs in ONE process on the same inputs: VanillaNet training form
 (λ = 1), the same weights fused with switch_to_deploy() (``vanillanet_fused``:
@@ -21,19 +23,22 @@ and a wrong kernel stops the run (KERNEL_TOL).
 """
 import argparse
 import copy
+import itertools
 import os
 import os.path as osp
 import sys
 
 import torch
+from mmengine.analysis import parameter_count
 from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
+from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.utils.cli import run_cli
 from vanillanet_mm.utils.errors import ConfigError, InputFileError
 from vanillanet_mm.utils.fileio import atomic_write_json
 from vanillanet_mm.utils.latency import measure_ms, summarize
-from vanillanet_mm.models import VanillaNet
+from vanillanet_mm.utils.testing import max_rel_error
 
 DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
 VN_FORMS = ('vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch')
@@ -53,8 +58,8 @@ MODEL_MODE_BASELINES = {  # backbone cfg, neck in_channels
 
 def vanillanet_forms(arch, act_num):
     """Training form (λ = 1) and the same weights fused, by form name."""
-    out = (0, 1, 8, 10) if arch.startswith('vanillanet_13') else (-1, )
-    model = VanillaNet(arch, act_num=act_num, out_indices=out)
+    model = VanillaNet(arch, act_num=act_num,
+                       out_indices=VanillaNet.multiscale_out_indices(arch))
     model.set_act_learn(1.0)
     fused = copy.deepcopy(model)
     fused.switch_to_deploy()
@@ -144,9 +149,7 @@ def check_kernel(forms, x, args, device):
         with torch.no_grad(), torch.autocast(
                 'cuda', dtype=autocast_dtype,
                 enabled=autocast_dtype is not None):
-            outs = [(o.float(), r.float()) for o, r in zip(kern(x), ref(x))]
-        errs[dtype] = max(((o - r).abs().max() / r.abs().max()).item()
-                          for o, r in outs)
+            errs[dtype] = max_rel_error(ref(x), kern(x))
         print(f'  kernel check {dtype}: fused backbone, Triton kernel vs '
               f'PyTorch ops: max rel err {errs[dtype]:.2e}', file=sys.stderr)
         if not errs[dtype] <= KERNEL_TOL[dtype]:
@@ -163,8 +166,8 @@ def backbone_records(args, device):
     forms = vanillanet_forms(args.arch, args.act_num)
     if min(h, w) < forms['vanillanet_train'].total_stride:
         raise ConfigError(f'--shape {h} {w} is smaller than the total stride '
-                         f"{forms['vanillanet_train'].total_stride} of "
-                         f'{args.arch}')
+                          f"{forms['vanillanet_train'].total_stride} of "
+                          f'{args.arch}')
     records = []
     xd = x.to(device, memory_format=torch.channels_last
               if args.channels_last else torch.contiguous_format)
@@ -172,12 +175,12 @@ def backbone_records(args, device):
     for name in args.models:
         model = (forms.pop(name) if name in forms else
                  baseline_backbone(name, args.shape))
-        params = sum(p.numel() for p in model.parameters()) / 1e6
+        params = parameter_count(model)[''] / 1e6
         macs = gmacs(model, x) if args.gmacs else None
         model = prepare(model, args, device)
         for dtype in args.dtype:
             with torch.no_grad():
-                t = timed(lambda: model(xd), args, device, dtype)
+                t = timed(lambda m=model: m(xd), args, device, dtype)
             if name == 'vanillanet_fused' and dtype in kernel_err:
                 t['kernel_max_rel_err'] = kernel_err[dtype]
             records.append(dict(model=name, dtype=dtype, params_m=params,
@@ -190,6 +193,7 @@ def backbone_records(args, device):
 
 def model_records(args, device):
     from mmengine.dataset import Compose, pseudo_collate
+
     from vanillanet_mm.utils.scope import build_model
     cfg = Config.fromfile(args.config)
     pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
@@ -215,7 +219,7 @@ def model_records(args, device):
         else:
             print(f'  {name}: skipped in model mode (no mmdet/mmseg '
                   'backbone without new dependencies)', file=sys.stderr)
-    records, fused_from = [], None
+    records = []
     for name, c in build.items():
         model = build_model(c)
         model.cfg = c
@@ -230,15 +234,15 @@ def model_records(args, device):
                 model.backbone.set_act_impl('torch')
         from mmengine.model import revert_sync_batchnorm
         model = revert_sync_batchnorm(model).to(device).eval()
-        params = sum(p.numel() for p in model.parameters()) / 1e6
+        params = parameter_count(model)[''] / 1e6
         tf = Compose(pipeline)
         batches = [pseudo_collate([tf(dict(img_path=p, img_id=i))])
                    for i, p in enumerate(imgs[:max(args.iters, 1)])]
-        it = iter(range(10**9))
+        it = itertools.cycle(batches)
 
         def step():
             with torch.no_grad():
-                model.test_step(batches[next(it) % len(batches)])
+                model.test_step(next(it))
         for dtype in args.dtype:
             t = timed(step, args, device, dtype)
             records.append(dict(model=name, dtype=dtype, params_m=params,

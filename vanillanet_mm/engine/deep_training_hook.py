@@ -47,7 +47,8 @@ class DeepTrainingHook(Hook):
 
     def act_learn_at(self, progress: float) -> float:
         """λ after ``progress`` epochs or iterations (whichever decays)."""
-        t = min(max(progress / (self.decay_epochs or self.decay_iters), 0.), 1.)
+        decay = self.decay_epochs or self.decay_iters
+        t = min(max(progress / decay, 0.), 1.)
         if self.schedule == 'cosine':
             t = 0.5 * (1 - math.cos(math.pi * t))
         return self.start + (self.end - self.start) * t

@@ -6,6 +6,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
+from ..models.checkpoint import strip_wrapper_prefix
 from ..utils.errors import ConfigError
 
 
@@ -29,7 +30,8 @@ class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 'decay_type', 'layer_wise') == 'layer_wise' else stage + 1)
             if layer > num_layers:
                 raise ConfigError(
-                    f'{name} falls in layer {layer} > num_layers={num_layers}: '
+                    f'{name} falls in layer {layer} > '
+                    f'num_layers={num_layers}: '
                     'raise paramwise_cfg.num_layers for this arch/decay_type')
             return layer
         return num_layers + 1
@@ -46,7 +48,7 @@ class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            name = name[7:] if name.startswith('module.') else name
+            name = strip_wrapper_prefix(name)
             no_decay = param.ndim == 1 or name.endswith('.bias')
             layer = self.layer_id(name, num_layers)
             key = (layer, no_decay)

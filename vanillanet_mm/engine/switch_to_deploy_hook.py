@@ -1,4 +1,5 @@
 """Fuse VanillaNet into its inference form before testing."""
+from mmengine.analysis import parameter_count
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
@@ -7,7 +8,7 @@ from .utils import model_roots
 
 
 def _num_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return parameter_count(model)['']
 
 
 @HOOKS.register_module()

@@ -59,7 +59,7 @@ def check_impl(impl: str) -> str:
 
 
 def resolve_impl(impl: str, x: Tensor) -> str:
-    """``'triton'`` or ``'torch'`` for this input (see the module docstring)."""
+    """``'triton'`` or ``'torch'`` for this input (see the module doc)."""
     check_impl(impl)
     if impl == 'auto':
         impl = os.environ.get(ENV_VAR, 'auto').lower()
