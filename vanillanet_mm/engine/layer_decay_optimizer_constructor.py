@@ -12,13 +12,21 @@ from ..utils.errors import ConfigError
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
-    """Official VanillaNet grouping, in ``paramwise_cfg``:
+    """Layer-wise lr decay with the official VanillaNet grouping.
 
-    ``num_layers`` (6 for VN13), ``decay_rate`` (0.6) and ``decay_type``:
-    ``'layer_wise'``: ``backbone.stem*`` → 0, ``backbone.stages.{s}`` →
-    s // 2 + 1; ``'stage_wise'``: stage s → s + 1. Everything else (neck,
+    ``'layer_wise'``: ``backbone.stem*`` → group 0, ``backbone.stages.{s}``
+    → s // 2 + 1; ``'stage_wise'``: stage s → s + 1. Everything else (neck,
     heads) → num_layers + 1. lr scale = decay_rate ** (num_layers + 1 - id).
     1-D parameters and biases get no weight decay.
+
+    Args (in ``optim_wrapper.paramwise_cfg``, with mmengine's
+    ``DefaultOptimWrapperConstructor`` arguments otherwise):
+        num_layers (int): backbone groups after the stem; 6 for VN13
+            layer_wise (11 stages), 4 for VN9. Required.
+        decay_rate (float): lr ratio between consecutive groups; 0.6
+            officially. Required.
+        decay_type (str): ``'layer_wise'`` or ``'stage_wise'``. Defaults to
+            ``'layer_wise'``.
     """
 
     def layer_id(self, name: str, num_layers: int) -> int:

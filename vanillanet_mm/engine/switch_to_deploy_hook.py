@@ -21,7 +21,7 @@ class SwitchToDeployHook(Hook):
     The EMA copy of mmengine's ``EMAHook`` is fused too, so that its
     parameter swap before testing pairs fused with fused tensors: the tested
     weights are the EMA weights, fused. This hook (priority VERY_HIGH) runs
-    before ``EMAHook`` (NORMAL) in ``before_test_epoch``.
+    before ``EMAHook`` (NORMAL) in ``before_test_epoch``. No arguments.
     """
 
     priority = 'VERY_HIGH'

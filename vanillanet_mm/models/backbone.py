@@ -40,37 +40,50 @@ class VanillaNet(BaseModule):
     ``dims[0]`` is the stem width, ``dims[i + 1]`` the output width of stage i.
 
     Args:
-        arch: a key of :attr:`arch_settings` or a dict with ``dims`` and
-            ``strides`` (optionally ``ada_pool``, a per-stage list of adaptive
-            max-pool sizes with 0 meaning a plain pool).
-        in_channels: input channels.
-        act_num: series activation radius n; depthwise kernel (2n+1)².
-            ImageNet models use 3, the official detection config 4.
-        out_indices: stage indices to return (negative count from the end).
-            The string ``'stem'`` adds the stem output (stride 4), useful for
-            variants whose first stage already has stride 2 (e.g. VN5/VN6).
-        frozen_stages: -1 freezes nothing, 0 the stem, k the stem and stages
-            0..k-1 (eval mode, no gradients).
-        norm_eval: keep every norm layer in eval mode while training.
-        norm_cfg: norm layers (BN eps 1e-6 as upstream; SyncBN for multi-GPU).
-        deploy: build the fused (inference) form directly.
-        act_learn: initial λ, default 1 (see "λ rule" below).
-        with_cp: gradient checkpointing of each stage (saves memory).
-        act_impl: how the deploy form runs its series activations: 'auto'
-            (a fused Triton kernel on CUDA, PyTorch ops elsewhere; the env var
-            ``VANILLANET_ACT_IMPL`` overrides), 'triton' or 'torch'. See
-            :mod:`vanillanet_mm.ops.series_act`.
-        channels_last: run in the channels_last memory format (the input is
-            converted; every feature map follows). GPU tensor cores run the
-            1x1 convs in this layout without transposes; the fused activation
-            kernel supports both layouts.
-        pretrained: shorthand for ``init_cfg=dict(type='Pretrained', ...)``
-            (mmseg passes ``model.pretrained`` here).
-        init_cfg: mmengine init config; ``dict(type='Pretrained',
-            checkpoint=PATH)`` accepts official ImageNet or mmdet checkpoints
-            and this project's (see :mod:`vanillanet_mm.models.checkpoint`);
-            ``entry='model_ema'`` picks that entry of an official ImageNet
-            checkpoint (the official detection recipe does).
+        arch (str | dict): a key of :attr:`arch_settings` or a dict with
+            ``dims`` and ``strides`` (optionally ``ada_pool``, a per-stage
+            list of adaptive max-pool sizes, 0 meaning a plain pool).
+            Defaults to ``'vanillanet_13'``.
+        in_channels (int): input channels. Defaults to 3.
+        act_num (int): series activation radius n; depthwise kernel
+            (2n+1)². ImageNet models use 3, the official detection config 4.
+            Defaults to 3.
+        out_indices (Sequence[int | str]): stage indices to return
+            (negative count from the end); ``'stem'`` adds the stem output
+            (stride 4), useful for variants whose first stage already has
+            stride 2 (VN5/VN6). :meth:`multiscale_out_indices` gives the
+            last stage of each resolution. Defaults to ``(-1, )``.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and
+            stages 0..k-1 (eval mode, no gradients). Defaults to -1.
+        norm_eval (bool): keep every norm layer in eval mode while
+            training. Defaults to False.
+        norm_cfg (dict): norm layers; BN eps 1e-6 as upstream, SyncBN for
+            multi-GPU. Defaults to ``dict(type='BN', eps=1e-6,
+            requires_grad=True)``.
+        deploy (bool): build the fused (inference) form directly.
+            Defaults to False.
+        act_learn (float): initial λ (see "λ rule" below). Defaults to 1.0.
+        with_cp (bool): gradient checkpointing of each stage (saves
+            memory). Defaults to False.
+        act_impl (str): how the deploy form runs its series activations:
+            ``'auto'`` (the fused Triton kernel on CUDA, PyTorch ops
+            elsewhere; the env var ``VANILLANET_ACT_IMPL`` overrides),
+            ``'triton'`` or ``'torch'``. See
+            :mod:`vanillanet_mm.ops.series_act`. Defaults to ``'auto'``.
+        channels_last (bool): run in the channels_last memory format (the
+            input is converted; every feature map follows): GPU tensor
+            cores run the 1x1 convs without transposes. Defaults to False.
+        pretrained (str, optional): shorthand for
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``
+            (mmseg passes ``model.pretrained`` here). Defaults to None.
+        init_cfg (dict | list[dict], optional): mmengine init config.
+            ``dict(type='Pretrained', checkpoint=PATH)`` accepts official
+            ImageNet or mmdet checkpoints and this project's (see
+            :mod:`vanillanet_mm.models.checkpoint`); ``entry='model_ema'``
+            picks that entry of an official ImageNet checkpoint (as the
+            official detection recipe does). None trains from scratch with
+            upstream's init (conv weights truncated normal, std 0.02).
+            Defaults to None.
 
     λ rule (the one place it is defined):
 
