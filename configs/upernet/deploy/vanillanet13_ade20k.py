@@ -1,5 +1,6 @@
-# The fused (deploy) form of ../vanillanet13_ade20k.py, for checkpoints written by
-# `tools/convert_checkpoint.py to-deploy` (mmpretrain's deploy-config layout).
+# The fused (deploy) form of ../vanillanet13_ade20k.py, for checkpoints
+# written by `tools/convert_checkpoint.py to-deploy` (mmpretrain's layout of
+# deploy configs).
 _base_ = '../vanillanet13_ade20k.py'
 
 model = dict(backbone=dict(deploy=True))
