@@ -289,8 +289,12 @@ def compare_outputs(names: Sequence[str], ref: Sequence[torch.Tensor],
     if differing:  # e.g. another number of detections
         return dict(shapes_differing=float(len(differing)))
     if 'dets' in ref:
+        order = match_detections(ref['dets'][0], ref['labels'][0],
+                                 got['dets'][0], got['labels'][0])
+        got = {k: v[:, order] for k, v in got.items()}
         out = dict(
             num_dets=float(ref['dets'].shape[1]),
+            reordered=float((order != torch.arange(len(order))).sum()),
             box_px=_max_abs(ref['dets'][..., :4], got['dets'][..., :4]),
             score=_max_abs(ref['dets'][..., 4], got['dets'][..., 4]),
             labels_differing=float((ref['labels'] != got['labels']).sum()))
@@ -300,6 +304,27 @@ def compare_outputs(names: Sequence[str], ref: Sequence[torch.Tensor],
     a, b = ref[names[0]], got[names[0]]
     scale = float(a.abs().max()) or 1.
     return dict(logits=_max_abs(a, b), logits_relative=_max_abs(a, b) / scale)
+
+
+def match_detections(ref_dets, ref_labels, dets, labels,
+                     score_tol: float = 1e-4) -> torch.Tensor:
+    """For each reference detection (K, 5), the index of its counterpart in
+    ``dets``: itself unless scores tie (within ``score_tol``, same label),
+    then the tied detection with the nearest box. Two runtimes may order
+    detections of equal score differently; nothing else is forgiven."""
+    k = len(ref_dets)
+    box = (ref_dets[:, None, :4] - dets[None, :, :4]).abs().amax(-1)
+    tie = ((ref_dets[:, None, 4] - dets[None, :, 4]).abs() <= score_tol) & (
+        ref_labels[:, None] == labels[None, :])
+    cost = torch.where(tie, box, torch.full_like(box, float('inf')))
+    order, used = torch.arange(k), torch.zeros(k, dtype=torch.bool)
+    for i in range(k):
+        c = cost[i].masked_fill(used, float('inf'))
+        j = int(c.argmin())
+        if torch.isfinite(c[j]):  # else: no counterpart, keep i (it shows)
+            order[i] = j
+            used[j] = True
+    return order
 
 
 def merge_max(rows: List[Dict[str, float]]) -> Dict[str, float]:
@@ -324,9 +349,9 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
     require_mmdeploy()
     apply_patches()
     t0 = time.perf_counter()
-    if test:
-        check_dataset(cfg, ('test_dataloader', ))
     model = load_fused_model(cfg, checkpoint)
+    # the export runs on the first test image
+    check_dataset(cfg, ('test_dataloader', ))
     scope = cfg.default_scope
     with_mask = bool(getattr(model, 'with_mask', False))
     deploy_cfg_path = deploy_cfg_path or deploy_config_path(
