@@ -38,7 +38,10 @@ def main():
                    help='evaluate and compare; write deploy_report.json')
     p.add_argument('--compare-images', type=int, default=5)
     p.add_argument('--deploy-cfg', help='an mmdeploy deploy config instead '
-                   'of configs/mmdeploy/<task>_onnxruntime_<shape>.py')
+                   'of configs/mmdeploy/<task>_onnxruntime_<shape>.py (e.g. '
+                   'a TensorRT one: not checked here, see README)')
+    p.add_argument('--device', default='cpu',
+                   help='where the backend and PyTorch run (TensorRT: cuda:0)')
     add_common_args(p)
     args = p.parse_args()
     if not args.work_dir:
@@ -50,7 +53,7 @@ def main():
     from vanillanet_mm.deploy import deploy
     report = deploy(cfg, args.checkpoint, args.work_dir, dynamic=args.dynamic,
                     test=args.test, compare_images=args.compare_images,
-                    deploy_cfg_path=args.deploy_cfg)
+                    deploy_cfg_path=args.deploy_cfg, device=args.device)
     if args.test:
         print(json.dumps({k: report[k] for k in (
             'metrics', 'numerics_vs_mmdeploy_pytorch',

@@ -26,7 +26,6 @@ import os.path as osp
 import time
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
 from .errors import ConfigError, FusionError
@@ -169,7 +168,11 @@ def export_onnx(model, deploy_cfg, model_cfg, img: str, work_dir: str,
     from mmdeploy.apis.onnx import export
     from mmdeploy.utils import (get_backend, get_dynamic_axes,
                                 get_input_shape, get_onnx_config)
-    task = build_task_processor(model_cfg, deploy_cfg, 'cpu')
+    # the task processor only prepares the input, on the CPU where the
+    # export runs; mmdeploy refuses a CPU for a GPU backend's processor
+    cpu_cfg = copy.deepcopy(deploy_cfg)
+    cpu_cfg.backend_config = dict(type='onnxruntime')
+    task = build_task_processor(model_cfg, cpu_cfg, 'cpu')
     data, inputs = task.create_input(
         img, get_input_shape(deploy_cfg),
         data_preprocessor=model.data_preprocessor)
@@ -202,20 +205,23 @@ def export_onnx(model, deploy_cfg, model_cfg, img: str, work_dir: str,
 
 
 # --------------------------------------------------------------- the checks
-class ONNXRuntimeModel:
-    """mmdeploy's ONNX Runtime model of ``onnx_file`` (its End2EndModel)."""
+class BackendModel:
+    """mmdeploy's model of ``backend_files`` (its End2EndModel) on ``device``
+    (ONNX Runtime: the ONNX file, CPU)."""
 
-    def __init__(self, deploy_cfg, model_cfg, onnx_file: str):
+    def __init__(self, deploy_cfg, model_cfg, backend_files: Sequence[str],
+                 device: str = 'cpu'):
         from mmdeploy.apis import build_task_processor
-        task = build_task_processor(model_cfg, deploy_cfg, 'cpu')
+        task = build_task_processor(model_cfg, deploy_cfg, device)
         self.model = task.build_backend_model(
-            [onnx_file],
+            list(backend_files),
             data_preprocessor_updater=task.update_data_preprocessor).eval()
-        self.task = task
+        self.task, self.device = task, device
 
     def raw(self, inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The ONNX outputs by name for a preprocessed batch."""
-        return self.model.wrapper({'input': inputs})
+        """The graph's outputs by name for a preprocessed batch (on CPU)."""
+        out = self.model.wrapper({'input': inputs.to(self.device)})
+        return {k: v.cpu() for k, v in out.items()}
 
 
 class RewrittenModel:
@@ -239,7 +245,8 @@ class RewrittenModel:
                              opset=self.opset):
             out = self.model(inputs, copy.deepcopy(data_samples),
                              mode='predict')
-        return list(out) if isinstance(out, (tuple, list)) else [out]
+        out = list(out) if isinstance(out, (tuple, list)) else [out]
+        return [o.cpu() for o in out]
 
 
 def test_dataloader(cfg):
@@ -338,10 +345,14 @@ DYNAMIC_SIZES = ((160, 224), (192, 192), (256, 320))
 
 def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
            test: bool = False, compare_images: int = 5,
-           deploy_cfg_path: Optional[str] = None, log=print) -> dict:
-    """Fuse, export ``work_dir/end2end.onnx`` and, with ``test``, check it
-    (see tools/deploy.py); returns the report (also written as
+           deploy_cfg_path: Optional[str] = None, device: str = 'cpu',
+           log=print) -> dict:
+    """Fuse, export ``work_dir/end2end.onnx``, convert it for the deploy
+    config's backend (ONNX Runtime: nothing to do) and, with ``test``, check
+    it (see tools/deploy.py); returns the report (also written as
     ``work_dir/deploy_report.json`` when ``test``)."""
+    from mmdeploy.backend.base import get_backend_manager
+    from mmdeploy.utils import get_backend
     from mmengine.config import Config
 
     from .data_check import check_dataset
@@ -352,26 +363,43 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
     model = load_fused_model(cfg, checkpoint)
     # the export runs on the first test image
     check_dataset(cfg, ('test_dataloader', ))
-    scope = cfg.default_scope
-    with_mask = bool(getattr(model, 'with_mask', False))
     deploy_cfg_path = deploy_cfg_path or deploy_config_path(
-        scope, with_mask, dynamic)
+        cfg.default_scope, bool(getattr(model, 'with_mask', False)), dynamic)
     deploy_cfg = Config.fromfile(deploy_cfg_path)
+    backend = get_backend(deploy_cfg).value
+    if backend == 'tensorrt' and any(type(m).__name__ == 'SimpleRoIAlign'
+                                     for m in model.modules()):
+        raise ConfigError(
+            'mmdeploy\'s TensorRT RoI extractor takes mmcv\'s RoIAlign only, '
+            'and this model uses SimpleRoIAlign (the demo Mask R-CNN): deploy '
+            'it to ONNX Runtime, or train with RoIAlign for TensorRT')
     os.makedirs(work_dir, exist_ok=True)
     loader = test_dataloader(cfg)
     img = loader.dataset[0]['data_samples'].img_path
     onnx_file = export_onnx(model, deploy_cfg, cfg, img, work_dir)
+    log(f'wrote {onnx_file} ({deploy_cfg_path})')
+    manager = get_backend_manager(backend)
+    gpu = backend != 'onnxruntime'
+    if not manager.is_available() or gpu and not (
+            device.startswith('cuda') and torch.cuda.is_available()):
+        raise ConfigError(
+            f'{onnx_file} is written; {backend} needs '
+            f'{"TensorRT and --device cuda:0 on a GPU" if gpu else backend} '
+            'to go on: run this command where it has them')
+    backend_files = manager.to_backend(
+        ir_files=[onnx_file], work_dir=work_dir, deploy_cfg=deploy_cfg,
+        device=device)
     seconds = dict(export=time.perf_counter() - t0)
-    log(f'wrote {onnx_file} ({"dynamic" if dynamic else "static"} shapes, '
-        f'{deploy_cfg_path})')
     report = dict(config=cfg.filename, checkpoint=checkpoint,
-                  deploy_cfg=deploy_cfg_path, onnx=onnx_file,
+                  deploy_cfg=deploy_cfg_path, backend=backend,
+                  backend_files=list(backend_files), device=device,
                   dynamic=dynamic, onnx_ops=onnx_ops(onnx_file))
     if not test:
         return report
 
     t1 = time.perf_counter()
-    ort = ONNXRuntimeModel(deploy_cfg, cfg, onnx_file)
+    deployed = BackendModel(deploy_cfg, cfg, backend_files, device)
+    model.to(device)
     rewritten = RewrittenModel(model, deploy_cfg)
     names = deploy_cfg.onnx_config.output_names
     # numerics vs mmdeploy's PyTorch model on the first test images
@@ -388,22 +416,22 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
                 'with --dynamic')
         rows.append(compare_outputs(
             names, rewritten(data['inputs'], data['data_samples']),
-            ort.raw(data['inputs'])))
+            deployed.raw(data['inputs'])))
     numerics = dict(images=len(rows), sizes=sorted(sizes), **merge_max(rows))
     if dynamic:  # the first test image resized to other sizes
         per_size = {}
         for h, w in DYNAMIC_SIZES:
-            data, inputs = ort.task.create_input(
+            data, inputs = deployed.task.create_input(
                 img, (w, h), data_preprocessor=model.data_preprocessor)
             per_size[f'{h}x{w}'] = compare_outputs(
                 names, rewritten(inputs, data['data_samples']),
-                ort.raw(inputs))
+                deployed.raw(inputs))
         numerics['dynamic_sizes'] = per_size
     seconds['compare'] = time.perf_counter() - t1
 
     static_shape = None if dynamic else next(iter(sizes))
     metrics, latency = {}, {}
-    for name, m, shape in (('onnxruntime', ort.model, static_shape),
+    for name, m, shape in ((backend, deployed.model, static_shape),
                            ('pytorch_fused', model, None)):
         t = time.perf_counter()
         res, times = evaluate(m, loader, cfg.test_evaluator, shape)
@@ -411,8 +439,7 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
         latency[name] = dict(summarize(times), images=len(times))
         seconds[f'test_{name}'] = time.perf_counter() - t
     metrics['difference'] = {
-        k: metrics['onnxruntime'][k] - v
-        for k, v in metrics['pytorch_fused'].items()}
+        k: metrics[backend][k] - v for k, v in metrics['pytorch_fused'].items()}
     seconds['total'] = time.perf_counter() - t0
     report.update(metrics=metrics, numerics_vs_mmdeploy_pytorch=numerics,
                   latency_ms_per_image=latency, seconds=seconds)
