@@ -207,3 +207,30 @@ def test_deploy_and_check(tmp_path, data, det):
     for name in ('onnxruntime', 'pytorch_fused'):
         lat = report['latency_ms_per_image'][name]
         assert lat['images'] == 4 and lat['median_ms'] > 0
+
+
+ROI_ALIGN = [f'model.roi_head.{e}_roi_extractor.roi_layer.{k}' for e in (
+    'bbox', 'mask') for k in ('type=RoIAlign', 'sampling_ratio=0')]
+TRT_DET = ROOT / ('configs/mmdeploy/'
+                  'instance-seg_tensorrt_dynamic-320x320-1344x1344.py')
+
+
+@needs_mmdeploy
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec('tensorrt') is not None,
+                    reason='TensorRT is installed: this checks its absence')
+def test_tensorrt_config_exports_then_stops_without_tensorrt(tmp_path, data):
+    ckpt = random_checkpoint(tmp_path / 'm.pth', det=True)
+    opts = ['--cfg-options', *data_options(data, True)]
+    # the demo's SimpleRoIAlign has no TensorRT plugin in mmdeploy
+    proc = tool('deploy.py', DET, ckpt, '--work-dir', tmp_path / 'simple',
+                '--deploy-cfg', TRT_DET, *opts)
+    assert_one_error(proc, 'SimpleRoIAlign', 'RoIAlign')
+    # mmcv's RoIAlign: the ONNX for TensorRT is written, then one line
+    out = tmp_path / 'trt'
+    proc = tool('deploy.py', DET, ckpt, '--work-dir', out, '--deploy-cfg',
+                TRT_DET, *opts, *ROI_ALIGN)
+    assert_one_error(proc, 'end2end.onnx is written', 'TensorRT', 'GPU')
+    from vanillanet_mm.deploy import onnx_ops
+    ops = onnx_ops(str(out / 'end2end.onnx'))
+    assert {'TRTBatchedNMS', 'MMCVMultiLevelRoiAlign'} <= set(ops['mmdeploy'])
