@@ -8,14 +8,13 @@ installed by scripts/setup_env.sh) and skip without it.
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 
+from tool_helpers import data_options, tool
 from vanillanet_mm.datasets import generate
 
 ROOT = Path(__file__).parents[1]
@@ -25,22 +24,6 @@ HAVE_MMDEPLOY = importlib.util.find_spec('mmdeploy') is not None
 needs_mmdeploy = pytest.mark.skipif(
     not HAVE_MMDEPLOY, reason='mmdeploy (the deploy extra) is not installed: '
     'scripts/setup_env.sh installs it (pip install --no-deps mmdeploy==1.3.1)')
-
-
-def tool(name, *args, env=None):
-    return subprocess.run([sys.executable, str(ROOT / 'tools' / name),
-                           *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT, env=env)
-
-
-def data_options(root, det):
-    opts = [f'{l}.dataset.data_root={root}/' for l in (
-        'train_dataloader', 'val_dataloader', 'test_dataloader')]
-    if det:
-        ann = f'{root}/annotations/instances_validation.json'
-        opts += [f'val_evaluator.ann_file={ann}',
-                 f'test_evaluator.ann_file={ann}']
-    return opts
 
 
 def random_checkpoint(path, det, act_learn=1.0, spread=False, **backbone):

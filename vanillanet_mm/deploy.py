@@ -117,9 +117,14 @@ def deploy_config_path(scope: str, with_mask: bool, dynamic: bool) -> str:
                 'export size, so other sizes would be approximate; deploy '
                 'static (the default) at the test size')
         name = 'segmentation_onnxruntime_static.py'
+    elif with_mask:
+        name = f'instance-seg_onnxruntime_{"dynamic" if dynamic else "static"}.py'
     else:
-        task = 'instance-seg' if with_mask else 'detection'
-        name = f'{task}_onnxruntime_{"dynamic" if dynamic else "static"}.py'
+        raise ConfigError(
+            'configs/mmdeploy/ holds deploy configs for Mask R-CNN and '
+            'UperNet; for a detector without masks pass --deploy-cfg with '
+            "mmdeploy's configs/mmdet/detection/detection_onnxruntime_"
+            f'{"dynamic" if dynamic else "static"}.py (its source repository)')
     return osp.join(CONFIG_DIR, name)
 
 
@@ -351,13 +356,13 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
     config's backend (ONNX Runtime: nothing to do) and, with ``test``, check
     it (see tools/deploy.py); returns the report (also written as
     ``work_dir/deploy_report.json`` when ``test``)."""
-    from mmdeploy.backend.base import get_backend_manager
-    from mmdeploy.utils import get_backend
     from mmengine.config import Config
 
     from .data_check import check_dataset
     from .fileio import atomic_write_json
     require_mmdeploy()
+    from mmdeploy.backend.base import get_backend_manager
+    from mmdeploy.utils import get_backend
     apply_patches()
     t0 = time.perf_counter()
     model = load_fused_model(cfg, checkpoint)

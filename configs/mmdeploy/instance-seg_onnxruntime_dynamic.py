@@ -1,38 +1,13 @@
 # mmdeploy deploy config: Mask R-CNN (instance segmentation) -> ONNX Runtime,
 # dynamic batch, height and width.
 # From open-mmlab/mmdeploy v1.3.1 (Apache-2.0),
-# configs/mmdet/instance-seg/instance-seg_onnxruntime_dynamic.py with its
-# _base_ files inlined (mmdeploy's wheel ships no configs). Changed: opset 16
-# (not 11), so mmcv's SimpleRoIAlign (grid_sample) exports as the standard
-# ONNX GridSample instead of the custom mmdeploy::grid_sampler.
+# configs/mmdet/instance-seg/instance-seg_onnxruntime_dynamic.py and its
+# _base_ files (mmdet/_base_/base_instance-seg_dynamic.py).
+_base_ = ['./instance-seg_onnxruntime_static.py']
 onnx_config = dict(
-    type='onnx',
-    export_params=True,
-    keep_initializers_as_inputs=False,
-    opset_version=16,
-    save_file='end2end.onnx',
-    input_names=['input'],
-    output_names=['dets', 'labels', 'masks'],
-    input_shape=None,
-    # True needs mmdeploy's TorchScript extension, not built for torch 2.14
-    optimize=False,
     dynamic_axes={
         'input': {0: 'batch', 2: 'height', 3: 'width'},
         'dets': {0: 'batch', 1: 'num_dets'},
         'labels': {0: 'batch', 1: 'num_dets'},
         'masks': {0: 'batch', 1: 'num_dets', 2: 'height', 3: 'width'},
     })
-codebase_config = dict(
-    type='mmdet',
-    task='ObjectDetection',
-    model_type='end2end',
-    post_processing=dict(
-        score_threshold=0.05,
-        confidence_threshold=0.005,  # for YOLOv3
-        iou_threshold=0.5,
-        max_output_boxes_per_class=200,
-        pre_top_k=5000,
-        keep_top_k=100,
-        background_label_id=-1,
-        export_postprocess_mask=False))
-backend_config = dict(type='onnxruntime')
