@@ -20,6 +20,8 @@ from vanillanet_mm.datasets import generate
 ROOT = Path(__file__).parents[1]
 DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
 SEG = ROOT / 'configs/upernet/vanillanet_demo.py'
+ROI_ALIGN = [f'model.roi_head.{e}_roi_extractor.roi_layer.{k}' for e in (
+    'bbox', 'mask') for k in ('type=RoIAlign', 'sampling_ratio=0')]
 HAVE_MMDEPLOY = importlib.util.find_spec('mmdeploy') is not None
 needs_mmdeploy = pytest.mark.skipif(
     not HAVE_MMDEPLOY, reason='mmdeploy (the deploy extra) is not installed: '
@@ -147,11 +149,14 @@ def train_upernet(tmp_path, data):
 
 @needs_mmdeploy
 @pytest.mark.slow
-@pytest.mark.parametrize('det', [True, False], ids=['mask_rcnn', 'upernet'])
-def test_deploy_and_check(tmp_path, data, det):
-    """Mask R-CNN: a random training-form checkpoint (spread scores, see
-    random_checkpoint), dynamic shapes. UperNet: trained 4 iterations (λ
+@pytest.mark.parametrize('model', ['mask_rcnn', 'mask_rcnn_roialign',
+                                   'upernet'])
+def test_deploy_and_check(tmp_path, data, model):
+    """Mask R-CNN (the demo's SimpleRoIAlign -> GridSample, or mmcv's
+    RoIAlign -> RoiAlign): a random training-form checkpoint (spread scores,
+    see random_checkpoint), dynamic shapes. UperNet: trained 4 iterations (λ
     annealed to 1), fused by convert_checkpoint.py, static shapes."""
+    det = model.startswith('mask_rcnn')
     cfg = DET if det else SEG
     if det:
         ckpt = random_checkpoint(tmp_path / 'm.pth', det=True, spread=True)
@@ -164,13 +169,15 @@ def test_deploy_and_check(tmp_path, data, det):
     out = tmp_path / 'deploy'
     proc = tool('deploy.py', cfg, ckpt, '--work-dir', out, '--test',
                 *(['--dynamic'] if det else []),
-                '--cfg-options', *data_options(data, det))
+                '--cfg-options', *data_options(data, det),
+                *(ROI_ALIGN if model.endswith('roialign') else []))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / 'deploy_report.json').read_text())
     assert (out / 'end2end.onnx').exists()
     # only standard ONNX operators (GridSample, NonMaxSuppression, ...)
     assert list(report['onnx_ops']) == ['ai.onnx'], report['onnx_ops']
-    assert 'GridSample' in report['onnx_ops']['ai.onnx'] or not det
+    roi_op = dict(mask_rcnn='GridSample', mask_rcnn_roialign='RoiAlign')
+    assert roi_op.get(model, 'Conv') in report['onnx_ops']['ai.onnx']
     metrics = report['metrics']
     num = report['numerics_vs_mmdeploy_pytorch']
     assert num['images'] == 4
@@ -192,8 +199,6 @@ def test_deploy_and_check(tmp_path, data, det):
         assert lat['images'] == 4 and lat['median_ms'] > 0
 
 
-ROI_ALIGN = [f'model.roi_head.{e}_roi_extractor.roi_layer.{k}' for e in (
-    'bbox', 'mask') for k in ('type=RoIAlign', 'sampling_ratio=0')]
 TRT_DET = ROOT / ('configs/mmdeploy/'
                   'instance-seg_tensorrt_dynamic-320x320-1344x1344.py')
 

@@ -3,10 +3,10 @@
 Used by ``tools/deploy.py``. mmdeploy (the ``deploy`` extra) is imported only
 here and only when called, so the rest of the package works without it.
 
-Two fixes for this stack are applied at run time by :func:`apply_patches`
+Three fixes for this stack are applied at run time by :func:`apply_patches`
 (nothing in site-packages is edited):
 
-* torch >= 2.9's ``torch.onnx.export`` defaults to ``dynamo=True``, the new
+* torch 2.14's ``torch.onnx.export`` defaults to ``dynamo=True``, the new
   exporter, which mmdeploy's rewriters do not support (it fails on a missing
   ``onnxscript``); the default becomes ``dynamo=False`` (the TorchScript
   exporter mmdeploy was written for). The export runs in this process
@@ -17,6 +17,9 @@ Two fixes for this stack are applied at run time by :func:`apply_patches`
   dynamic shapes then samples wrong features at other image sizes. The shape
   is computed with ``torch._shape_as_tensor`` instead, which stays a graph
   value; in eager mode it is the same numbers.
+* mmdeploy's symbolic for mmcv's ``RoIAlign`` (ONNX Runtime: the standard
+  ``RoiAlign``) imports ``torch.onnx.symbolic_opset9._cast_Long``, which
+  torch 2.14 no longer has; it is put back (a Cast to int64).
 """
 import copy
 import functools
@@ -86,6 +89,12 @@ def _grid_sampler_onnxruntime(g, *args):
     return grid_sampler(g, *args)
 
 
+def _cast_long(g, input, non_blocking=False):
+    """``torch.onnx.symbolic_opset9._cast_Long`` (gone in torch 2.14), which
+    mmdeploy's RoIAlign symbolic for ONNX Runtime imports."""
+    return g.op('Cast', input, to_i=7)  # TensorProto.INT64
+
+
 _PATCHED = False
 
 
@@ -96,6 +105,9 @@ def apply_patches() -> None:
     if _PATCHED:
         return
     torch.onnx.export = _legacy_onnx_export(torch.onnx.export)
+    opset9 = importlib.import_module('torch.onnx.symbolic_opset9')
+    if not hasattr(opset9, '_cast_Long'):
+        opset9._cast_Long = _cast_long
     # ``mmcv.ops.point_sample`` is the function (mmcv.ops re-exports it over
     # the module's name): patch the module itself
     point_sample = importlib.import_module('mmcv.ops.point_sample')
@@ -418,7 +430,8 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
             raise ConfigError(
                 f'test images come in several sizes {sorted(sizes)} after '
                 'preprocessing but a static ONNX model takes one: deploy '
-                'with --dynamic')
+                'with --dynamic (detection), or resize them to one size in '
+                'the test pipeline')
         rows.append(compare_outputs(
             names, rewritten(data['inputs'], data['data_samples']),
             deployed.raw(data['inputs'])))
