@@ -255,15 +255,20 @@ class RewrittenModel:
                                  backend=self.backend, ir=IR.ONNX)
 
     @torch.no_grad()
-    def __call__(self, inputs, data_samples) -> List[torch.Tensor]:
+    def __call__(self, batches) -> List[List[torch.Tensor]]:
+        """The outputs for each ``(inputs, data_samples)`` of ``batches``
+        (one rewriter context for all: entering one costs seconds)."""
         from mmdeploy.core import RewriterContext
         from mmdeploy.utils import IR
+        outputs = []
         with RewriterContext(cfg=self.cfg, backend=self.backend, ir=IR.ONNX,
                              opset=self.opset):
-            out = self.model(inputs, copy.deepcopy(data_samples),
-                             mode='predict')
-        out = list(out) if isinstance(out, (tuple, list)) else [out]
-        return [o.cpu() for o in out]
+            for inputs, data_samples in batches:
+                out = self.model(inputs, copy.deepcopy(data_samples),
+                                 mode='predict')
+                out = list(out) if isinstance(out, (tuple, list)) else [out]
+                outputs.append([o.cpu() for o in out])
+        return outputs
 
 
 def test_dataloader(cfg):
@@ -419,8 +424,9 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
     model.to(device)
     rewritten = RewrittenModel(model, deploy_cfg)
     names = deploy_cfg.onnx_config.output_names
-    # numerics vs mmdeploy's PyTorch model on the first test images
-    rows, sizes = [], set()
+    # numerics vs mmdeploy's PyTorch model on the first test images and,
+    # when dynamic, on the first one resized to other sizes
+    cases, sizes = {}, set()
     for i, batch in enumerate(loader):
         if i == compare_images:
             break
@@ -432,19 +438,20 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
                 'preprocessing but a static ONNX model takes one: deploy '
                 'with --dynamic (detection), or resize them to one size in '
                 'the test pipeline')
-        rows.append(compare_outputs(
-            names, rewritten(data['inputs'], data['data_samples']),
-            deployed.raw(data['inputs'])))
-    numerics = dict(images=len(rows), sizes=sorted(sizes), **merge_max(rows))
-    if dynamic:  # the first test image resized to other sizes
-        per_size = {}
-        for h, w in DYNAMIC_SIZES:
-            data, inputs = deployed.task.create_input(
-                img, (w, h), data_preprocessor=model.data_preprocessor)
-            per_size[f'{h}x{w}'] = compare_outputs(
-                names, rewritten(inputs, data['data_samples']),
-                deployed.raw(inputs))
-        numerics['dynamic_sizes'] = per_size
+        cases[i] = (data['inputs'], data['data_samples'])
+    for h, w in DYNAMIC_SIZES if dynamic else ():
+        data, inputs = deployed.task.create_input(
+            img, (w, h), data_preprocessor=model.data_preprocessor)
+        cases[f'{h}x{w}'] = (inputs, data['data_samples'])
+    rows = {key: compare_outputs(names, ref, deployed.raw(case[0]))
+            for (key, case), ref in zip(cases.items(),
+                                        rewritten(cases.values()))}
+    images = [row for key, row in rows.items() if isinstance(key, int)]
+    numerics = dict(images=len(images), sizes=sorted(sizes),
+                    **merge_max(images))
+    if dynamic:
+        numerics['dynamic_sizes'] = {k: v for k, v in rows.items()
+                                     if isinstance(k, str)}
     seconds['compare'] = time.perf_counter() - t1
 
     static_shape = None if dynamic else next(iter(sizes))
