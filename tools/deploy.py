@@ -18,7 +18,6 @@ other input sizes), and everything goes to DIR/deploy_report.json.
 Needs the deploy extra (mmdeploy 1.3.1, see README).
 """
 import argparse
-import json
 import os
 
 import vanillanet_mm  # noqa: F401
@@ -55,10 +54,30 @@ def main():
                     test=args.test, compare_images=args.compare_images,
                     deploy_cfg_path=args.deploy_cfg, device=args.device)
     if args.test:
-        print(json.dumps({k: report[k] for k in (
-            'metrics', 'numerics_vs_mmdeploy_pytorch',
-            'latency_ms_per_image', 'seconds')}, indent=1))
+        print(summary(report))
         print(f'wrote {os.path.join(args.work_dir, "deploy_report.json")}')
+
+
+def summary(report) -> str:
+    """The report's headline numbers, a few lines."""
+    backend, metrics = report['backend'], report['metrics']
+    keys = [k for k in MAIN_METRICS if k in metrics['pytorch_fused']]
+    num = dict(report['numerics_vs_mmdeploy_pytorch'])
+    sizes = num.pop('dynamic_sizes', {})
+    lat = report['latency_ms_per_image']
+    lines = [f'{backend} vs PyTorch (fused): ' + ', '.join(
+        f'{k} {metrics[backend][k]:.4f} vs {metrics["pytorch_fused"][k]:.4f}'
+        for k in keys)]
+    for name, row in (('test images', num), *sizes.items()):
+        lines.append(f'vs mmdeploy\'s PyTorch model, {name}: ' + ', '.join(
+            f'{k} {v:.3g}' for k, v in row.items() if k != 'sizes'))
+    lines.append('ms per image (median): ' + ', '.join(
+        f'{k} {v["median_ms"]:.1f}' for k, v in lat.items()) +
+        f'; {report["seconds"]["total"]:.0f} s in all')
+    return '\n'.join(lines)
+
+
+MAIN_METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'mIoU', 'aAcc')
 
 
 if __name__ == '__main__':
