@@ -121,6 +121,7 @@ def apply_patches() -> None:
 
 def deploy_config_path(scope: str, with_mask: bool, dynamic: bool) -> str:
     """This repo's mmdeploy config for ONNX Runtime (configs/mmdeploy/)."""
+    shape = 'dynamic' if dynamic else 'static'
     if scope == 'mmseg':
         if dynamic:
             raise ConfigError(
@@ -130,13 +131,13 @@ def deploy_config_path(scope: str, with_mask: bool, dynamic: bool) -> str:
                 'static (the default) at the test size')
         name = 'segmentation_onnxruntime_static.py'
     elif with_mask:
-        name = f'instance-seg_onnxruntime_{"dynamic" if dynamic else "static"}.py'
+        name = f'instance-seg_onnxruntime_{shape}.py'
     else:
         raise ConfigError(
             'configs/mmdeploy/ holds deploy configs for Mask R-CNN and '
             'UperNet; for a detector without masks pass --deploy-cfg with '
             "mmdeploy's configs/mmdet/detection/detection_onnxruntime_"
-            f'{"dynamic" if dynamic else "static"}.py (its source repository)')
+            f'{shape}.py (its source repository)')
     return osp.join(CONFIG_DIR, name)
 
 
