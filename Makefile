@@ -1,10 +1,11 @@
-# vanillanet_mm: `make demo` runs the main job, `make test` the test suite.
+# vanillanet_mm: `make demo` runs the main job, `make test` the lint (ruff)
+# and the test suite.
 # Both first build .venv from nothing (scripts/setup_env.sh, idempotent).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo deploy-demo test clean
+.PHONY: venv demo deploy-demo test lint clean
 
 venv:
 	bash scripts/setup_env.sh
@@ -22,8 +23,11 @@ deploy-demo: venv
 	$(PY) tools/deploy.py configs/upernet/vanillanet_demo.py \
 	  "$$(cat work_dirs/demo/seg/last_checkpoint)" --work-dir work_dirs/demo/deploy/seg --test
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) work_dirs

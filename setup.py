@@ -1,4 +1,4 @@
-"""vanillanet_mm: VanillaNet backbones for MMDetection 3.x / MMSegmentation 1.x."""
+"""vanillanet_mm: VanillaNet backbones for MMDetection 3 / MMSegmentation 1."""
 from setuptools import find_packages, setup
 
 setup(
@@ -10,6 +10,7 @@ setup(
         'README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['vanillanet_mm', 'vanillanet_mm.*']),
+    license='MIT',
     python_requires='>=3.9',
     # The verified stack (see README): mmdet 3.3 / mmseg 1.2 assert mmcv<2.2.
     install_requires=[
@@ -20,7 +21,7 @@ setup(
         'mmdet>=3.3.0,<3.4',
         'mmsegmentation>=1.2.2,<1.3',
         'timm>=1.0,<2',
-        # mmcv's build and mmengine's `mmdet::` base lookup import pkg_resources
+        # mmcv's build and mmengine's `mmdet::` base lookup need pkg_resources
         'setuptools<81',
         'ftfy',
         'regex',
@@ -28,7 +29,7 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        'tests': ['pytest', 'onnx', 'onnxruntime'],
+        'tests': ['pytest', 'onnx', 'onnxruntime', 'ruff'],
         # tools/deploy.py: mmdeploy==1.3.1 itself goes in with --no-deps (its
         # pins would downgrade onnx and protobuf; scripts/setup_env.sh does
         # it); these are the packages it imports that the stack lacks.

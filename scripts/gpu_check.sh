@@ -1,21 +1,37 @@
 #!/bin/bash
 # The GPU checks of the series-activation kernel and the backbone figures, in
-# one run: the kernel tests on CUDA, then tools/benchmark_fps.py at 800x1344 in
-# fp32 / tf32 / bf16, channels_last and NCHW. Needs a CUDA GPU and an env with
-# vanillanet_mm's imports (the .venv, or -- backbone mode needs no mmdet -- torch,
-# timm, triton, mmengine and mmcv-lite: `MMCV_WITH_OPS=0 pip wheel mmcv==2.1.0`).
-# Writes OUT_DIR/gpu_{cl,nchw}.json (OUT_DIR defaults to work_dirs/gpu).
+# one run (budget: 8 minutes on a fresh H100/H200):
+#   1. tests/test_series_act.py on CUDA (the compiled kernel; every autotune
+#      config at VanillaNet-13's 800x1344 activation shapes against cuDNN);
+#   2. tools/benchmark_fps.py at 800x1344, fp32 / tf32 / bf16, channels_last
+#      and NCHW: it first compares the kernel's fused backbone with the
+#      PyTorch-ops fused backbone (a wrong kernel stops the run), then prints
+#      wall and CUDA-event GPU times.
+# Needs torch, triton and timm. vanillanet_mm's other imports (mmengine, and
+# mmcv without its compiled ops) come from wheels carried to the machine:
+# WHEELS=dir with mmcv-lite / mmengine wheels (`MMCV_WITH_OPS=0 pip wheel
+# --no-deps mmcv==2.1.0 mmengine`), installed --no-deps when missing.
+# Writes OUT_DIR/gpu_{cl,nchw}.json and the logs (OUT_DIR: work_dirs/gpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT_DIR:-work_dirs/gpu}
 PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT_DIR"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+if ! $PY -c 'import mmengine, mmcv' 2>/dev/null; then
+  [[ -n ${WHEELS:-} ]] || { echo "mmengine/mmcv missing: set WHEELS" >&2; exit 2; }
+  $PY -m pip install -q --no-deps "$WHEELS"/*.whl
+fi
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-$PY -m pytest -q -p no:cacheprovider tests/test_series_act.py
+# 1. correctness first: a failing kernel must not produce speed figures
+timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_series_act.py \
+  2>&1 | tee "$OUT_DIR/test_series_act.log"
+# 2. the figures (the kernel check runs inside, before timing)
 for fmt in cl nchw; do
   extra=(); [[ $fmt == cl ]] && extra=(--channels-last)
-  $PY tools/benchmark_fps.py --mode backbone --device cuda --dtype fp32 tf32 bf16 \
-    --shape 800 1344 --iters 30 --warmup 10 --no-gmacs "${extra[@]}" \
-    --out "$OUT_DIR/gpu_$fmt.json"
+  timeout 120 $PY tools/benchmark_fps.py --mode backbone --device cuda \
+    --dtype fp32 tf32 bf16 --shape 800 1344 --iters 30 --warmup 10 \
+    --no-gmacs "${extra[@]}" --out "$OUT_DIR/gpu_$fmt.json" \
+    2>&1 | tee "$OUT_DIR/bench_$fmt.log"
 done

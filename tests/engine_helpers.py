@@ -25,7 +25,8 @@ class TinyClassifier(BaseModel):
         if mode == 'loss':
             return dict(loss=F.cross_entropy(logits, labels))
         if mode == 'predict':
-            return [dict(logits=lg, label=lb) for lg, lb in zip(logits, labels)]
+            return [dict(logits=lg, label=lb)
+                    for lg, lb in zip(logits, labels)]
         return logits
 
 

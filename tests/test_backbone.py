@@ -3,10 +3,11 @@ import math
 
 import pytest
 import torch
-from conftest import small_arch
 from torch import nn
 
 from vanillanet_mm.models import VanillaNet
+
+from conftest import small_arch
 
 
 @pytest.mark.parametrize('name', sorted(VanillaNet.arch_settings))

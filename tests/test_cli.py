@@ -5,10 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import (ConfigError, FusionError, InputFileError,
-                                  OutputExistsError)
 from vanillanet_mm.models.checkpoint import CheckpointError
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import (
+    ConfigError,
+    FusionError,
+    InputFileError,
+    OutputExistsError,
+)
 
 ROOT = Path(__file__).parents[1]
 
@@ -22,7 +26,8 @@ def test_user_error_is_one_line(capsys, error):
     with pytest.raises(SystemExit) as e:
         run_cli(main, 'tool')
     assert e.value.code == 1
-    assert capsys.readouterr().err == 'tool: error: bad input: do this instead\n'
+    err = capsys.readouterr().err
+    assert err == 'tool: error: bad input: do this instead\n'
 
 
 @pytest.mark.parametrize('error', [ValueError, RuntimeError,

@@ -1,4 +1,5 @@
-"""Every shipped config builds its model; loss and predict run on tiny input."""
+"""Every shipped config builds its model; loss and predict run on tiny
+input."""
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.utils.scope import build_model
 
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] /
                                   'configs').rglob('*.py')

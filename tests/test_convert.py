@@ -1,20 +1,19 @@
 """tools/convert_checkpoint.py: round trips and every failure, as a CLI."""
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import randomize_bn, small_arch
-from mm_configs import DET_CFG, write_config
 from mmengine.config import Config
 from test_checkpoint import official_state_dict
 
 from vanillanet_mm.models import VanillaNet
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.utils.scope import build_model
+from vanillanet_mm.utils.testing import randomize_bn
+
+from mm_configs import DET_CFG, write_config
 
 TOOL = str(Path(__file__).parents[1] / 'tools' / 'convert_checkpoint.py')
 ARCH = 'vanillanet_5'

@@ -14,8 +14,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tool_helpers import data_options, tool
 from vanillanet_mm.datasets import generate
+
+from tool_helpers import data_options, tool
 
 ROOT = Path(__file__).parents[1]
 DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
@@ -35,9 +36,8 @@ def random_checkpoint(path, det, act_learn=1.0, spread=False, **backbone):
     trained a few iterations still scores its boxes almost alike: which of
     near-tied boxes survive top-k and NMS then hangs on the last float bit,
     in either runtime, and boxes cannot be compared one to one.)"""
-    from conftest import randomize_bn
-
-    from vanillanet_mm.scope import build_model
+    from vanillanet_mm.utils.scope import build_model
+    from vanillanet_mm.utils.testing import randomize_bn
     cfg = Config.fromfile(str(DET if det else SEG))
     cfg.model.backbone.update(backbone)
     torch.manual_seed(0)
@@ -58,7 +58,8 @@ def assert_one_error(proc, *words):
     traceback, exit 1."""
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
-    err = [l for l in proc.stderr.splitlines() if l.startswith('deploy:')]
+    err = [line for line in proc.stderr.splitlines()
+           if line.startswith('deploy:')]
     assert len(err) == 1 and err[0].startswith('deploy: error: '), proc.stderr
     message = proc.stderr[proc.stderr.index(err[0]):]
     for w in words:

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from vanillanet_mm.datasets import generate
+
 from dist_helpers import sync_bn_worker
 
 ROOT = Path(__file__).parents[1]
@@ -97,7 +98,7 @@ def test_dist_train_two_cpu_processes(tmp_path, data, task):
         f"{overrides}\n"
         "    dict(type='RNGStateHook'),\n"
         f"    dict(type='RankProbeHook', out_dir='{tmp_path}')]\n")
-    opts = [f'{l}.dataset.data_root={data}/' for l in (
+    opts = [f'{loader}.dataset.data_root={data}/' for loader in (
         'train_dataloader', 'val_dataloader', 'test_dataloader')]
     if task == 'mask_rcnn':
         opts.append(f'val_evaluator.ann_file={data}/annotations/'
@@ -119,7 +120,8 @@ def test_dist_train_two_cpu_processes(tmp_path, data, task):
     assert ranks[0]['act_learn'] == ranks[1]['act_learn']
     assert ranks[0]['act_learn'][0] < 1 and ranks[0]['act_learn'][-1] == 1
     # SyncBN ran (not reverted): identical BN statistics on different data
-    assert ranks[0]['norm_types'] == ['vanillanet_mm.dist.GlooSyncBatchNorm']
+    assert ranks[0]['norm_types'] == [
+        'vanillanet_mm.utils.dist.GlooSyncBatchNorm']
     for key in ('running_mean', 'running_var'):
         for a, b in zip(ranks[0][key], ranks[1][key]):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6)

@@ -35,7 +35,7 @@ def tool(name, *args):
 
 
 def _options(data, det):
-    opts = [f'{l}.dataset.data_root={data}/' for l in (
+    opts = [f'{loader}.dataset.data_root={data}/' for loader in (
         'train_dataloader', 'val_dataloader', 'test_dataloader')]
     if det:
         ann = f'{data}/annotations/instances_validation.json'

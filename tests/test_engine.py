@@ -4,13 +4,19 @@ import math
 
 import pytest
 import torch
-from engine_helpers import (LogitMetric, RecordHook, TinyClassifier, loader,
-                            make_runner)
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
 from vanillanet_mm import DeepTrainingHook
 from vanillanet_mm.models import VanillaNet
+
+from engine_helpers import (
+    LogitMetric,
+    RecordHook,
+    TinyClassifier,
+    loader,
+    make_runner,
+)
 
 
 def _train(tmp_path, hook_cfg, train_cfg, extra_hooks=(), **kwargs):

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import make_runner
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
 from test_resume import ROOT, train_args
@@ -29,6 +28,8 @@ from test_resume import ROOT, train_args
 import vanillanet_mm  # noqa: F401  (torch.load allow-list)
 from vanillanet_mm.datasets import generate
 from vanillanet_mm.engine import use_atomic_checkpoints
+
+from engine_helpers import make_runner
 
 EPOCHS = 3
 

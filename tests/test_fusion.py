@@ -4,22 +4,23 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_bn, small_arch
 from torch import nn
 
 from vanillanet_mm.models import SeriesActivation, VanillaNet
-from vanillanet_mm.models.fusion import (fuse_conv_bn, fuse_deep_pair,
-                                         merge_pointwise)
+from vanillanet_mm.models.fusion import (
+    fuse_conv_bn,
+    fuse_deep_pair,
+    merge_pointwise,
+)
+from vanillanet_mm.utils.testing import max_rel_error, randomize_bn
+
+from conftest import small_arch
 
 
 def _bn(n, seed):
     bn = nn.BatchNorm2d(n, eps=1e-6).eval()
     randomize_bn(bn, seed)
     return bn
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / a.abs().max()).item()
 
 
 @pytest.mark.parametrize('bias', [True, False])
@@ -29,7 +30,7 @@ def test_fuse_conv_bn_matches_bn_of_conv(bias):
     x = torch.randn(2, 5, 9, 11)
     w, b = fuse_conv_bn(conv.weight, conv.bias, bn)
     assert w.is_contiguous() and b.is_contiguous()
-    assert rel_err(bn(conv(x)), F.conv2d(x, w, b, padding=1)) < 1e-6
+    assert max_rel_error(bn(conv(x)), F.conv2d(x, w, b, padding=1)) < 1e-6
 
 
 def test_merge_pointwise_after_padded_strided_conv():
@@ -39,7 +40,7 @@ def test_merge_pointwise_after_padded_strided_conv():
     w, b = merge_pointwise(c1.weight, c1.bias, c2.weight, c2.bias)
     assert w.shape == (5, 3, 4, 4) and w.is_contiguous()
     fused = F.conv2d(x, w, b, stride=3, padding=1)
-    assert rel_err(c2(c1(x)), fused) < 1e-6
+    assert max_rel_error(c2(c1(x)), fused) < 1e-6
 
 
 def test_fuse_deep_pair_is_linear_composition():
@@ -47,7 +48,7 @@ def test_fuse_deep_pair_is_linear_composition():
     second = nn.Sequential(nn.Conv2d(4, 9, 1), _bn(9, 3))
     x = torch.randn(1, 4, 5, 5)
     w, b = fuse_deep_pair(first, second)
-    assert rel_err(second(first(x)), F.conv2d(x, w, b)) < 1e-6
+    assert max_rel_error(second(first(x)), F.conv2d(x, w, b)) < 1e-6
 
 
 @pytest.mark.parametrize('act_num', [0, 1, 2, 3, 4])
@@ -61,10 +62,10 @@ def test_series_activation_fusion(act_num):
     ref = (y - bn.running_mean.view(1, -1, 1, 1)) / (
         bn.running_var.view(1, -1, 1, 1) + bn.eps).sqrt() * bn.weight.view(
             1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
-    assert rel_err(ref, act(x)) < 1e-6
+    assert max_rel_error(ref, act(x)) < 1e-6
     act.switch_to_deploy()
     assert not hasattr(act, 'bn') and act.bias is not None
-    assert rel_err(ref, act(x)) < 1e-5
+    assert max_rel_error(ref, act(x)) < 1e-5
 
 
 def _fused_pair(model, x):
@@ -87,7 +88,7 @@ def test_every_variant_fuses_exactly(name, act_num):
     ref, fused, out = _fused_pair(model, x)
     assert len(ref) == len(out) == model.num_stages
     for a, b in zip(ref, out):
-        assert rel_err(a, b) <= 1e-5
+        assert max_rel_error(a, b) <= 1e-5
 
 
 @pytest.mark.parametrize('act_num', [1, 2, 3, 4])
@@ -96,7 +97,7 @@ def test_fused_form_structure(act_num, tiny_arch):
     x = torch.randn(1, 3, 97, 131)
     ref, fused, out = _fused_pair(model, x)
     for a, b in zip(ref, out):
-        assert rel_err(a, b) <= 1e-5
+        assert max_rel_error(a, b) <= 1e-5
     names = {n for n, _ in fused.named_modules()}
     assert not any(('conv1' in n or 'stem1' in n or n.endswith('.bn'))
                    for n in names)
@@ -126,5 +127,5 @@ def test_switch_to_deploy_refuses_unless_lambda_is_one(tiny_arch):
     model.switch_to_deploy(force=True)
     after = model(x)[-1]
     # forcing really changes the function (λ = 0.3 ≠ identity)
-    assert rel_err(before, after) > 1e-3
+    assert max_rel_error(before, after) > 1e-3
     assert model.act_learn == 1.0

@@ -1,22 +1,27 @@
 """mmdet and mmseg build VanillaNet from a config outside this repo."""
-import pytest
+import importlib
+
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+
 from mm_configs import DET_CFG, SEG_CFG, write_config
 
-def _load(tmp_path, text):
-    return Config.fromfile(write_config(tmp_path, text))
+
+def _build(tmp_path, text, scope):
+    """The config's model, through the codebase's own registry."""
+    cfg = Config.fromfile(write_config(tmp_path, text))
+    init_default_scope(scope)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    model = registry.build(cfg.model)
+    assert type(model.backbone).__name__ == 'VanillaNet'
+    model.init_weights()
+    return model
 
 
 def test_mmdet_mask_rcnn_builds_and_trains(tmp_path):
-    from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
-    cfg = _load(tmp_path, DET_CFG)
-    init_default_scope('mmdet')
-    model = MODELS.build(cfg.model)
-    assert type(model.backbone).__name__ == 'VanillaNet'
-    model.init_weights()
+    model = _build(tmp_path, DET_CFG, 'mmdet')
     packed = demo_mm_inputs(2, [[3, 96, 128], [3, 96, 128]], num_items=[2, 3],
                             num_classes=3, with_mask=True)
     data = model.data_preprocessor(packed, True)
@@ -34,14 +39,9 @@ def test_mmdet_mask_rcnn_builds_and_trains(tmp_path):
 
 
 def test_mmseg_upernet_builds_and_trains(tmp_path):
-    from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
     from mmengine.structures import PixelData
-    cfg = _load(tmp_path, SEG_CFG)
-    init_default_scope('mmseg')
-    model = MODELS.build(cfg.model)
-    assert type(model.backbone).__name__ == 'VanillaNet'
-    model.init_weights()
+    from mmseg.structures import SegDataSample
+    model = _build(tmp_path, SEG_CFG, 'mmseg')
     samples = []
     for _ in range(2):
         s = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),

@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_bn
-from mm_configs import DET_CFG, write_config
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.runner import Runner, load_checkpoint
 
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import ACT_LEARN_KEY
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.utils.scope import build_model
+from vanillanet_mm.utils.testing import randomize_bn
+
+from mm_configs import DET_CFG, write_config
 
 ROOT = Path(__file__).parents[1]
 MASK_RCNN = ROOT / 'configs/mask_rcnn/vanillanet13_coco.py'

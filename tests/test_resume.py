@@ -15,7 +15,7 @@ DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
 def train_args(work_dir, data, *extra, epochs=2, keep=2):
     """tools/train.py on the demo Mask R-CNN, batches of 2, a checkpoint
     each epoch, deterministic; λ reaches 1 after 2 epochs."""
-    opts = [f'{l}.dataset.data_root={data}/' for l in (
+    opts = [f'{loader}.dataset.data_root={data}/' for loader in (
         'train_dataloader', 'val_dataloader', 'test_dataloader')]
     opts += [f'val_evaluator.ann_file={data}/annotations/'
              'instances_validation.json',

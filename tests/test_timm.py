@@ -3,17 +3,15 @@
 import pytest
 import timm
 import torch
-from conftest import randomize_bn, small_arch
 from timm.utils import reparameterize_model
 from torch import nn
 
 from vanillanet_mm.models import Block, VanillaNet
+from vanillanet_mm.utils.testing import max_rel_error, randomize_bn
+
+from conftest import small_arch
 
 LAMBDA_ERROR = r'act_learn \(λ\) == 1, got 0.5'
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / a.abs().max()).item()
 
 
 def classifier(name, **kwargs):
@@ -41,7 +39,7 @@ def test_reparameterize_model_fuses_the_whole_classifier(name):
     assert not model.deploy and hasattr(model, 'stem1')  # original kept
     assert_fully_fused(fused)
     out = fused(x)
-    assert rel_err(ref, out) <= 1e-5
+    assert max_rel_error(ref, out) <= 1e-5
     # exactly the deploy form: its weights load into a deploy-built model
     deploy = timm.create_model(name, arch=small_arch(name), num_classes=10,
                                deploy=True).eval()
@@ -74,11 +72,11 @@ def test_block_fused_alone_refuses_lambda_not_one():
     forced.load_state_dict(block.state_dict())
     forced.act_learn = 0.5
     forced.switch_to_deploy(force=True)  # fuses as if λ = 1
-    assert forced.deploy and rel_err(before, forced(x)) > 1e-3
+    assert forced.deploy and max_rel_error(before, forced(x)) > 1e-3
     block.act_learn = 1.0
     ref = block(x)
     fused = reparameterize_model(nn.Sequential(block))[0]
-    assert fused.deploy and rel_err(ref, fused(x)) <= 1e-5
+    assert fused.deploy and max_rel_error(ref, fused(x)) <= 1e-5
 
 
 @pytest.mark.parametrize('act_learn', [1.0, 0.5])
@@ -109,7 +107,7 @@ def test_features_only_follows_timm_feature_info(act_learn):
         fused = reparameterize_model(feats)
         assert fused.model.deploy
         for a, b in zip(out, fused(x)):
-            assert rel_err(a, b) <= 1e-5
+            assert max_rel_error(a, b) <= 1e-5
     else:
         with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
             reparameterize_model(feats)

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from vanillanet_mm.datasets import generate
+
 from tool_helpers import data_options as _data_opts
 from tool_helpers import tool
-from vanillanet_mm.datasets import generate
 
 ROOT = Path(__file__).parents[1]
 DET = str(ROOT / 'configs/mask_rcnn/vanillanet_demo.py')
@@ -107,7 +108,7 @@ def det_checkpoints(tmp_path_factory):
     import torch
     from mmengine.config import Config
 
-    from vanillanet_mm.scope import build_model
+    from vanillanet_mm.utils.scope import build_model
     root = tmp_path_factory.mktemp('ckpts')
 
     def save(name, act_learn=1.0, **backbone):
@@ -164,8 +165,8 @@ def test_profile_train_step(tmp_path, data):
                 '--top', 5, '--work-dir', tmp_path, '--cfg-options',
                 *_data_opts(data, True), 'train_dataloader.batch_size=2')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines()
-                if l.startswith('train step: median'))
+    line = next(ln for ln in proc.stdout.splitlines()
+                if ln.startswith('train step: median'))
     assert float(line.split()[3]) > 0
     assert 'Self CPU time total' in proc.stdout
     bad = tool('profile_train_step.py', DET, '--steps', 0)

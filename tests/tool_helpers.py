@@ -16,7 +16,7 @@ def tool(name, *args, env=None, timeout=900):
 def data_options(root, det):
     """--cfg-options pointing a demo config's loaders (and, for mmdet, its
     evaluators) at the demo data set under ``root``."""
-    opts = [f'{l}.dataset.data_root={root}/' for l in (
+    opts = [f'{loader}.dataset.data_root={root}/' for loader in (
         'train_dataloader', 'val_dataloader', 'test_dataloader')]
     if det:
         ann = f'{root}/annotations/instances_validation.json'

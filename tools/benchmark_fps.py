@@ -1,7 +1,9 @@
 """FPS of VanillaNet, training form vs fused, next to the usual backbones.
 
-  backbone mode:  python tools/benchmark_fps.py --mode backbone --shape 800 1344
-  model mode:     python tools/benchmark_fps.py --mode model CONFIG [--checkpoint CKPT]
+  backbone mode:
+    python tools/benchmark_fps.py --mode backbone --shape 800 1344
+  model mode:
+    python tools/benchmark_fps.py --mode model CONFIG [--checkpoint CKPT]
 
 Every model runs in ONE process on the same inputs: VanillaNet training form
 (λ = 1), the same weights fused with switch_to_deploy() (``vanillanet_fused``:
@@ -12,22 +14,31 @@ several precisions, timed one after another on the same models. Model mode
 times the whole detector/segmentor (data preprocessor, forward,
 post-processing) at batch 1 on real images, with ResNet-50 / Swin-T versions
 of the same config. Prints a table; --out writes JSON, --plot a PNG.
+
+On CUDA: cudnn.benchmark is on for every model; each time is reported as
+wall time and as GPU time from CUDA events; and before any timing (backbone
+mode) the fused backbone with the Triton kernel is compared with the same
+weights run by PyTorch ops on the same input, per dtype: the error is printed
+and a wrong kernel stops the run (KERNEL_TOL).
 """
 import argparse
 import copy
+import itertools
 import os
 import os.path as osp
 import sys
 
 import torch
+from mmengine.analysis import parameter_count
 from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import ConfigError, InputFileError
-from vanillanet_mm.fileio import atomic_write_json
-from vanillanet_mm.latency import measure_ms, summarize
 from vanillanet_mm.models import VanillaNet
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import ConfigError, InputFileError
+from vanillanet_mm.utils.fileio import atomic_write_json
+from vanillanet_mm.utils.latency import measure_ms, summarize
+from vanillanet_mm.utils.testing import max_rel_error
 
 DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
 VN_FORMS = ('vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch')
@@ -47,8 +58,8 @@ MODEL_MODE_BASELINES = {  # backbone cfg, neck in_channels
 
 def vanillanet_forms(arch, act_num):
     """Training form (λ = 1) and the same weights fused, by form name."""
-    out = (0, 1, 8, 10) if arch.startswith('vanillanet_13') else (-1, )
-    model = VanillaNet(arch, act_num=act_num, out_indices=out)
+    model = VanillaNet(arch, act_num=act_num,
+                       out_indices=VanillaNet.multiscale_out_indices(arch))
     model.set_act_learn(1.0)
     fused = copy.deepcopy(model)
     fused.switch_to_deploy()
@@ -91,6 +102,20 @@ def prepare(model, args, device):
     return torch.compile(model) if args.compile else model
 
 
+def gpu_ms(fn, iters):
+    """GPU time per call from CUDA events (wall time includes launch
+    overhead and host work; this is what the GPU spent between them)."""
+    times = []
+    for _ in range(iters):
+        start, end = (torch.cuda.Event(enable_timing=True) for _ in 'se')
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return summarize(times)
+
+
 def timed(fn, args, device, dtype):
     autocast_dtype = set_precision(dtype)
 
@@ -98,7 +123,41 @@ def timed(fn, args, device, dtype):
         with torch.autocast(device.type, dtype=autocast_dtype,
                             enabled=autocast_dtype is not None):
             fn()
-    return summarize(measure_ms(run, device, args.warmup, args.iters))
+    out = summarize(measure_ms(run, device, args.warmup, args.iters))
+    if device.type == 'cuda':
+        gpu = gpu_ms(run, args.iters)
+        out.update(gpu_median_ms=gpu['median_ms'], gpu_p90_ms=gpu['p90_ms'])
+    return out
+
+
+# max |kernel - torch ops| / max |torch ops| over the fused backbone's
+# outputs allowed before timing (12 layers of rounding in low precision)
+KERNEL_TOL = dict(fp32=1e-3, tf32=1e-2, fp16=2e-2, bf16=5e-2)
+
+
+def check_kernel(forms, x, args, device):
+    """The fused backbone with the Triton kernel against the same weights
+    with PyTorch ops, on the same input, before any timing: a wrong kernel
+    must not produce a speed figure. Returns {dtype: relative error}."""
+    if device.type != 'cuda' or 'vanillanet_fused' not in args.models:
+        return {}  # elsewhere both fused forms run the PyTorch ops
+    kern, ref = (prepare(copy.deepcopy(forms[k]), args, device) for k in
+                 ('vanillanet_fused', 'vanillanet_fused_torch'))
+    errs = {}
+    for dtype in args.dtype:
+        autocast_dtype = set_precision(dtype)
+        with torch.no_grad(), torch.autocast(
+                'cuda', dtype=autocast_dtype,
+                enabled=autocast_dtype is not None):
+            errs[dtype] = max_rel_error(ref(x), kern(x))
+        print(f'  kernel check {dtype}: fused backbone, Triton kernel vs '
+              f'PyTorch ops: max rel err {errs[dtype]:.2e}', file=sys.stderr)
+        if not errs[dtype] <= KERNEL_TOL[dtype]:
+            raise RuntimeError(
+                f'the Triton series activation disagrees with the PyTorch '
+                f'ops ({dtype}: {errs[dtype]:.2e} > {KERNEL_TOL[dtype]}); '
+                f'refusing to time it')
+    return errs
 
 
 def backbone_records(args, device):
@@ -107,20 +166,23 @@ def backbone_records(args, device):
     forms = vanillanet_forms(args.arch, args.act_num)
     if min(h, w) < forms['vanillanet_train'].total_stride:
         raise ConfigError(f'--shape {h} {w} is smaller than the total stride '
-                         f"{forms['vanillanet_train'].total_stride} of "
-                         f'{args.arch}')
+                          f"{forms['vanillanet_train'].total_stride} of "
+                          f'{args.arch}')
     records = []
+    xd = x.to(device, memory_format=torch.channels_last
+              if args.channels_last else torch.contiguous_format)
+    kernel_err = check_kernel(forms, xd, args, device)
     for name in args.models:
         model = (forms.pop(name) if name in forms else
                  baseline_backbone(name, args.shape))
-        params = sum(p.numel() for p in model.parameters()) / 1e6
+        params = parameter_count(model)[''] / 1e6
         macs = gmacs(model, x) if args.gmacs else None
         model = prepare(model, args, device)
-        xd = x.to(device, memory_format=torch.channels_last
-                  if args.channels_last else torch.contiguous_format)
         for dtype in args.dtype:
             with torch.no_grad():
-                t = timed(lambda: model(xd), args, device, dtype)
+                t = timed(lambda m=model: m(xd), args, device, dtype)
+            if name == 'vanillanet_fused' and dtype in kernel_err:
+                t['kernel_max_rel_err'] = kernel_err[dtype]
             records.append(dict(model=name, dtype=dtype, params_m=params,
                                 gmacs=macs, **t))
             print(f'  {name} {dtype}: {t["median_ms"]:.2f} ms',
@@ -131,7 +193,8 @@ def backbone_records(args, device):
 
 def model_records(args, device):
     from mmengine.dataset import Compose, pseudo_collate
-    from vanillanet_mm.scope import build_model
+
+    from vanillanet_mm.utils.scope import build_model
     cfg = Config.fromfile(args.config)
     pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
                 if t['type'] != 'LoadAnnotations']
@@ -156,7 +219,7 @@ def model_records(args, device):
         else:
             print(f'  {name}: skipped in model mode (no mmdet/mmseg '
                   'backbone without new dependencies)', file=sys.stderr)
-    records, fused_from = [], None
+    records = []
     for name, c in build.items():
         model = build_model(c)
         model.cfg = c
@@ -171,15 +234,15 @@ def model_records(args, device):
                 model.backbone.set_act_impl('torch')
         from mmengine.model import revert_sync_batchnorm
         model = revert_sync_batchnorm(model).to(device).eval()
-        params = sum(p.numel() for p in model.parameters()) / 1e6
+        params = parameter_count(model)[''] / 1e6
         tf = Compose(pipeline)
         batches = [pseudo_collate([tf(dict(img_path=p, img_id=i))])
                    for i, p in enumerate(imgs[:max(args.iters, 1)])]
-        it = iter(range(10**9))
+        it = itertools.cycle(batches)
 
         def step():
             with torch.no_grad():
-                model.test_step(batches[next(it) % len(batches)])
+                model.test_step(next(it))
         for dtype in args.dtype:
             t = timed(step, args, device, dtype)
             records.append(dict(model=name, dtype=dtype, params_m=params,
@@ -212,13 +275,14 @@ def finish(records, args, device):
           f"{args.shape[0]}x{args.shape[1]}, channels_last "
           f"{args.channels_last}, torch {torch.__version__}")
     print(f"{'model':<24}{'form':<18}{'dtype':<6}{'params M':>9}{'GMACs':>9}"
-          f"{'median ms':>11}{'p90 ms':>9}{'FPS':>8}{'vs train':>9}"
-          f"{'vs R50':>8}")
+          f"{'median ms':>11}{'p90 ms':>9}{'GPU ms':>8}{'FPS':>8}"
+          f"{'vs train':>9}{'vs R50':>8}")
     for r in sorted(records, key=lambda r: args.dtype.index(r['dtype'])):
         print(f"{r['model']:<24}{r['form']:<18}{r['dtype']:<6}"
               f"{r['params_m']:>9.1f}"
               f"{fmt(r['gmacs'], '.1f'):>9}{r['median_ms']:>11.2f}"
-              f"{r['p90_ms']:>9.2f}{r['fps']:>8.2f}"
+              f"{r['p90_ms']:>9.2f}{fmt(r.get('gpu_median_ms'), '.2f'):>8}"
+              f"{r['fps']:>8.2f}"
               f"{fmt(r['speedup_vs_train_form'], '.2f'):>9}"
               f"{fmt(r['speedup_vs_resnet50'], '.2f'):>8}")
     if args.out:
@@ -281,6 +345,8 @@ def main():
         raise ConfigError(f'--dtype {" ".join(args.dtype)}: the CPU runs fp32 '
                          'and bf16 only; use --device cuda for tf32/fp16')
     device = torch.device(args.device)
+    # cuDNN picks its fastest algorithms for every model alike
+    torch.backends.cudnn.benchmark = device.type == 'cuda'
     torch.manual_seed(0)
     records = (backbone_records if args.mode == 'backbone' else
                model_records)(args, device)

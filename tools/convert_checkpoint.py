@@ -18,16 +18,20 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 import vanillanet_mm
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import ConfigError
-from vanillanet_mm.fileio import atomic_save
 from vanillanet_mm.models import VanillaNet
-from vanillanet_mm.models.checkpoint import (ACT_LEARN_KEY, CheckpointError,
-                                             check_compatible,
-                                             extract_state_dict, layout_of,
-                                             read_checkpoint,
-                                             to_backbone_state_dict)
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.models.checkpoint import (
+    ACT_LEARN_KEY,
+    CheckpointError,
+    check_compatible,
+    extract_state_dict,
+    layout_of,
+    read_checkpoint,
+    to_backbone_state_dict,
+)
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import ConfigError
+from vanillanet_mm.utils.fileio import atomic_save
+from vanillanet_mm.utils.scope import build_model
 
 
 def _meta(kind: str, src: str) -> dict:
@@ -54,7 +58,8 @@ def to_deploy(args) -> None:
     cfg = Config.fromfile(args.config)
     model = build_model(cfg)
     if not any(hasattr(m, 'switch_to_deploy') for m in model.modules()):
-        raise ConfigError(f'{args.config} builds no VanillaNet: nothing to fuse')
+        raise ConfigError(
+            f'{args.config} builds no VanillaNet: nothing to fuse')
     ckpt = read_checkpoint(args.src)
     try:
         load_checkpoint(model, args.src, map_location='cpu', strict=True)

@@ -21,10 +21,11 @@ from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.datasets import generate
-from vanillanet_mm.fileio import atomic_write_json
-from vanillanet_mm.latency import measure_ms, summarize
 from vanillanet_mm.models.checkpoint import read_checkpoint
-from vanillanet_mm.scope import build_model
+from vanillanet_mm.utils.fileio import atomic_write_json
+from vanillanet_mm.utils.latency import measure_ms, summarize
+from vanillanet_mm.utils.scope import build_model
+from vanillanet_mm.utils.testing import max_rel_error
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 NO_VAL = 10**9  # a train_cfg.val_begin no demo schedule reaches
@@ -67,8 +68,7 @@ def backbone_latency(config: str, ckpt: str, size: int, iters: int):
     fused.switch_to_deploy()
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
-        err = max(((a - b).abs().max() / a.abs().max()).item()
-                  for a, b in zip(train_form(x), fused(x)))
+        err = max_rel_error(train_form(x), fused(x))
     ms = [summarize(measure_ms(lambda m=m: m(x), 'cpu', 3, iters))[
         'median_ms'] for m in (train_form, fused)]
     return ms[0], ms[1], err

@@ -21,9 +21,9 @@ import argparse
 import os
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import InputFileError
-from vanillanet_mm.scope import add_common_args, load_config
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import InputFileError
+from vanillanet_mm.utils.scope import add_common_args, load_config
 
 
 def main():

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.errors import OutputExistsError
 from vanillanet_mm.models import VanillaNet, load_pretrained
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.errors import OutputExistsError
 
 
 def main():
@@ -36,8 +36,8 @@ def main():
     args = p.parse_args()
     if os.path.exists(args.out) and not args.force:
         raise OutputExistsError(f'{args.out} already exists; pass --force')
-    out_indices = args.out_indices or ((0, 1, 8, 10) if args.arch.startswith(
-        'vanillanet_13') else (-1, ))
+    out_indices = (args.out_indices or
+                   VanillaNet.multiscale_out_indices(args.arch))
     model = VanillaNet(args.arch, act_num=args.act_num,
                        out_indices=out_indices,
                        act_learn=args.act_learn).eval()

@@ -8,17 +8,9 @@ import copy
 
 import torch
 
-from vanillanet_mm.latency import measure_ms, summarize
 from vanillanet_mm.models import VanillaNet
-
-
-def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN statistics, so the check exercises the BN folding."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * .1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + .5)
+from vanillanet_mm.utils.latency import measure_ms, summarize
+from vanillanet_mm.utils.testing import max_rel_error, randomize_bn
 
 
 def main():
@@ -32,8 +24,8 @@ def main():
     args = p.parse_args()
     torch.manual_seed(0)
     model = VanillaNet(args.arch, act_num=args.act_num,
-                       out_indices=(0, 1, 8, 10) if args.arch.startswith(
-                           'vanillanet_13') else (-1, )).eval()
+                       out_indices=VanillaNet.multiscale_out_indices(
+                           args.arch)).eval()
     randomize_bn(model)
     model.set_act_learn(1.0)
     fused = copy.deepcopy(model)
@@ -41,8 +33,7 @@ def main():
     x = torch.randn(1, 3, *args.shape)
     with torch.no_grad():
         ref, out = model(x), fused(x)
-    err = max(((a - b).abs().max() / a.abs().max()).item()
-              for a, b in zip(ref, out))
+    err = max_rel_error(ref, out)
     print(f'{args.arch} act_num={args.act_num} input 1x3x{args.shape[0]}x'
           f'{args.shape[1]}: fused vs training form max rel. error {err:.2e}')
     if err > 1e-5:

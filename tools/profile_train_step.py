@@ -17,9 +17,9 @@ from mmengine.runner import Runner, load_checkpoint
 from torch.profiler import ProfilerActivity, profile
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.cli import run_cli
-from vanillanet_mm.latency import measure_ms, summarize
-from vanillanet_mm.scope import add_common_args, load_config
+from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.latency import measure_ms, summarize
+from vanillanet_mm.utils.scope import add_common_args, load_config
 
 
 def parse_args():

@@ -13,12 +13,14 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.cli import user_errors
-from vanillanet_mm.data_check import check_dataset
-from vanillanet_mm.errors import FusionError
-from vanillanet_mm.models.checkpoint import (ACT_LEARN_KEY,
-                                             check_model_checkpoint)
-from vanillanet_mm.scope import add_common_args, build_model, load_config
+from vanillanet_mm.models.checkpoint import (
+    ACT_LEARN_KEY,
+    check_model_checkpoint,
+)
+from vanillanet_mm.utils.cli import user_errors
+from vanillanet_mm.utils.data_check import check_dataset
+from vanillanet_mm.utils.errors import FusionError
+from vanillanet_mm.utils.scope import add_common_args, build_model, load_config
 
 
 def parse_args():

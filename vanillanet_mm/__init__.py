@@ -1,21 +1,32 @@
-"""VanillaNet for OpenMMLab: ``custom_imports=dict(imports=['vanillanet_mm'])``.
+"""VanillaNet for OpenMMLab.
+
+Use: ``custom_imports=dict(imports=['vanillanet_mm'])``.
 
 Importing registers the ``VanillaNet`` backbone, ``DeepTrainingHook``,
 ``RNGStateHook``, ``SwitchToDeployHook``, ``AtomicCheckpointHook``,
 ``VanillaNetLayerDecayOptimizerConstructor`` and the CPU (gloo) DDP wrapper
-of :mod:`.dist` in mmengine's root registries (so mmdet and mmseg both find them), the timm classifiers ``vanillanet_5`` …
+of :mod:`.utils.dist` in mmengine's root registries (so mmdet and mmseg
+both find them), the timm classifiers ``vanillanet_5`` …
 ``vanillanet_13_x1_5_ada_pool``, and allow-lists mmengine's checkpoint
-objects for torch's ``weights_only`` loading (see :mod:`.compat`).
+objects for torch's ``weights_only`` loading (see :mod:`.utils.compat`).
 """
-from . import dist  # noqa: F401  (registers CPUDistributedDataParallel)
-from .compat import allow_mmengine_checkpoints
-from .engine import (DeepTrainingHook, RNGStateHook, SwitchToDeployHook,
-                     VanillaNetLayerDecayOptimizerConstructor)
-from .models import VanillaNet
-from .models import timm_models  # noqa: F401  (registers timm entrypoints)
+from .engine import (
+    AtomicCheckpointHook,
+    DeepTrainingHook,
+    RNGStateHook,
+    SwitchToDeployHook,
+    VanillaNetLayerDecayOptimizerConstructor,
+)
+from .models import (
+    VanillaNet,
+    timm_models,  # noqa: F401  (registers timm entrypoints)
+)
+from .utils import dist  # noqa: F401  (registers CPUDistributedDataParallel)
+from .utils.compat import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
 __version__ = '0.1.0'
-__all__ = ['VanillaNet', 'DeepTrainingHook', 'RNGStateHook', 'SwitchToDeployHook',
+__all__ = ['VanillaNet', 'DeepTrainingHook', 'RNGStateHook',
+           'SwitchToDeployHook', 'AtomicCheckpointHook',
            'VanillaNetLayerDecayOptimizerConstructor']

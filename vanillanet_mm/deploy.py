@@ -31,8 +31,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .errors import ConfigError, FusionError
-from .latency import summarize
+from .utils.errors import ConfigError, FusionError
+from .utils.latency import summarize
 
 MMDEPLOY_VERSION = '1.3.1'
 INSTALL_HINT = ("pip install -e '.[deploy]' && pip install --no-deps "
@@ -147,10 +147,15 @@ def load_fused_model(cfg, checkpoint: str):
     fused and on the CPU; ``cfg.model.backbone.deploy`` is set to True."""
     from mmengine.runner import load_checkpoint
 
-    from .models.checkpoint import (ACT_LEARN_KEY, check_model_checkpoint,
-                                    extract_state_dict, layout_of,
-                                    read_checkpoint, to_backbone_state_dict)
-    from .scope import build_model
+    from .models.checkpoint import (
+        ACT_LEARN_KEY,
+        check_model_checkpoint,
+        extract_state_dict,
+        layout_of,
+        read_checkpoint,
+        to_backbone_state_dict,
+    )
+    from .utils.scope import build_model
     if cfg.model.get('backbone', {}).get('type') != 'VanillaNet':
         raise ConfigError('the config\'s model.backbone is not a VanillaNet: '
                           'nothing to fuse (this tool deploys VanillaNet '
@@ -181,11 +186,15 @@ def load_fused_model(cfg, checkpoint: str):
 # --------------------------------------------------------------- the export
 def export_onnx(model, deploy_cfg, model_cfg, img: str, work_dir: str,
                 save_file: str = 'end2end.onnx') -> str:
-    """mmdeploy's ``torch2onnx`` on an already built model (in this process)."""
+    """mmdeploy's ``torch2onnx`` on a model built here (in this process)."""
     from mmdeploy.apis import build_task_processor
     from mmdeploy.apis.onnx import export
-    from mmdeploy.utils import (get_backend, get_dynamic_axes,
-                                get_input_shape, get_onnx_config)
+    from mmdeploy.utils import (
+        get_backend,
+        get_dynamic_axes,
+        get_input_shape,
+        get_onnx_config,
+    )
     # the task processor only prepares the input, on the CPU where the
     # export runs; mmdeploy refuses a CPU for a GPU backend's processor
     cpu_cfg = copy.deepcopy(deploy_cfg)
@@ -376,8 +385,8 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
     ``work_dir/deploy_report.json`` when ``test``)."""
     from mmengine.config import Config
 
-    from .data_check import check_dataset
-    from .fileio import atomic_write_json
+    from .utils.data_check import check_dataset
+    from .utils.fileio import atomic_write_json
     require_mmdeploy()
     from mmdeploy.backend.base import get_backend_manager
     from mmdeploy.utils import get_backend
@@ -464,8 +473,8 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
         metrics[name] = {k: float(v) for k, v in res.items()}
         latency[name] = dict(summarize(times), images=len(times))
         seconds[f'test_{name}'] = time.perf_counter() - t
-    metrics['difference'] = {
-        k: metrics[backend][k] - v for k, v in metrics['pytorch_fused'].items()}
+    metrics['difference'] = {k: metrics[backend][k] - v
+                             for k, v in metrics['pytorch_fused'].items()}
     seconds['total'] = time.perf_counter() - t0
     report.update(metrics=metrics, numerics_vs_mmdeploy_pytorch=numerics,
                   latency_ms_per_image=latency, seconds=seconds)

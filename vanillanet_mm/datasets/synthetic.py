@@ -25,7 +25,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from ..fileio import atomic_write_json
+from ..utils.fileio import atomic_write_json
 
 CLASSES = ('circle', 'triangle', 'rectangle', 'star')
 SEG_CLASSES = ('background', ) + CLASSES

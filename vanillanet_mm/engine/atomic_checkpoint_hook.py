@@ -29,7 +29,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from ..fileio import atomic_write_text
+from ..utils.fileio import atomic_write_text
 
 
 def _temp_name(filename: str) -> str:

@@ -6,7 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from .utils import modules_with
 
 
@@ -22,6 +22,19 @@ class DeepTrainingHook(Hook):
     (epoch progress = epoch + iter_in_epoch / len(loader)); ``per_iter=False``
     updates at each epoch start, as the official trainer. λ is logged as the
     scalar ``act_learn``. Nothing is fused here: validation sees the deep form.
+
+    Args:
+        decay_epochs (float, optional): λ reaches ``end`` after this many
+            epochs. Give exactly one of ``decay_epochs`` / ``decay_iters``.
+        decay_iters (int, optional): λ reaches ``end`` after this many
+            iterations.
+        schedule (str): ``'linear'`` or ``'cosine'``. Defaults to
+            ``'linear'``.
+        start (float): λ at the start; 0 from scratch, 1 when fine-tuning
+            official weights (the hook then only pins it). Defaults to 0.
+        end (float): final λ; 1 makes the network fusable. Defaults to 1.
+        per_iter (bool): update before every iteration (True) or at each
+            epoch start (False, official). Defaults to True.
     """
 
     priority = 'ABOVE_NORMAL'  # before EMAHook and loggers
@@ -47,7 +60,8 @@ class DeepTrainingHook(Hook):
 
     def act_learn_at(self, progress: float) -> float:
         """λ after ``progress`` epochs or iterations (whichever decays)."""
-        t = min(max(progress / (self.decay_epochs or self.decay_iters), 0.), 1.)
+        decay = self.decay_epochs or self.decay_iters
+        t = min(max(progress / decay, 0.), 1.)
         if self.schedule == 'cosine':
             t = 0.5 * (1 - math.cos(math.pi * t))
         return self.start + (self.end - self.start) * t

@@ -6,18 +6,27 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from ..errors import ConfigError
+from ..models.checkpoint import strip_wrapper_prefix
+from ..utils.errors import ConfigError
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
-    """Official VanillaNet grouping, in ``paramwise_cfg``:
+    """Layer-wise lr decay with the official VanillaNet grouping.
 
-    ``num_layers`` (6 for VN13), ``decay_rate`` (0.6) and ``decay_type``:
-    ``'layer_wise'``: ``backbone.stem*`` → 0, ``backbone.stages.{s}`` →
-    s // 2 + 1; ``'stage_wise'``: stage s → s + 1. Everything else (neck,
+    ``'layer_wise'``: ``backbone.stem*`` → group 0, ``backbone.stages.{s}``
+    → s // 2 + 1; ``'stage_wise'``: stage s → s + 1. Everything else (neck,
     heads) → num_layers + 1. lr scale = decay_rate ** (num_layers + 1 - id).
     1-D parameters and biases get no weight decay.
+
+    Args (in ``optim_wrapper.paramwise_cfg``, with mmengine's
+    ``DefaultOptimWrapperConstructor`` arguments otherwise):
+        num_layers (int): backbone groups after the stem; 6 for VN13
+            layer_wise (11 stages), 4 for VN9. Required.
+        decay_rate (float): lr ratio between consecutive groups; 0.6
+            officially. Required.
+        decay_type (str): ``'layer_wise'`` or ``'stage_wise'``. Defaults to
+            ``'layer_wise'``.
     """
 
     def layer_id(self, name: str, num_layers: int) -> int:
@@ -29,7 +38,8 @@ class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 'decay_type', 'layer_wise') == 'layer_wise' else stage + 1)
             if layer > num_layers:
                 raise ConfigError(
-                    f'{name} falls in layer {layer} > num_layers={num_layers}: '
+                    f'{name} falls in layer {layer} > '
+                    f'num_layers={num_layers}: '
                     'raise paramwise_cfg.num_layers for this arch/decay_type')
             return layer
         return num_layers + 1
@@ -46,7 +56,7 @@ class VanillaNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            name = name[7:] if name.startswith('module.') else name
+            name = strip_wrapper_prefix(name)
             no_decay = param.ndim == 1 or name.endswith('.bias')
             layer = self.layer_id(name, num_layers)
             key = (layer, no_decay)

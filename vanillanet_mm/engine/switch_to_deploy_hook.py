@@ -1,4 +1,5 @@
 """Fuse VanillaNet into its inference form before testing."""
+from mmengine.analysis import parameter_count
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
@@ -7,7 +8,7 @@ from .utils import model_roots
 
 
 def _num_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return parameter_count(model)['']
 
 
 @HOOKS.register_module()
@@ -20,7 +21,7 @@ class SwitchToDeployHook(Hook):
     The EMA copy of mmengine's ``EMAHook`` is fused too, so that its
     parameter swap before testing pairs fused with fused tensors: the tested
     weights are the EMA weights, fused. This hook (priority VERY_HIGH) runs
-    before ``EMAHook`` (NORMAL) in ``before_test_epoch``.
+    before ``EMAHook`` (NORMAL) in ``before_test_epoch``. No arguments.
     """
 
     priority = 'VERY_HIGH'

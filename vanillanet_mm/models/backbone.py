@@ -3,6 +3,7 @@ import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -10,12 +11,16 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import torch.nn.functional as F
-
-from ..errors import ConfigError, FusionError
 from ..ops import check_impl
-from .blocks import (DEFAULT_NORM_CFG, Block, SeriesActivation, conv_from,
-                     conv_norm)
+from ..utils.errors import ConfigError
+from .blocks import (
+    DEFAULT_NORM_CFG,
+    Block,
+    SeriesActivation,
+    check_fusable,
+    conv_from,
+    conv_norm,
+)
 from .checkpoint import ACT_LEARN_KEY, STEM_KEYS, load_pretrained
 from .fusion import fuse_deep_pair
 
@@ -29,42 +34,56 @@ _VN13 = [512, 512, 1024] + [2048] * 7 + [4096, 4096]
 
 @MODELS.register_module()
 class VanillaNet(BaseModule):
-    """VanillaNet (Chen et al., 2023): deep training, series activation, fusion.
+    """VanillaNet (Chen et al., 2023): deep training, series activation,
+    fusion.
 
     ``dims[0]`` is the stem width, ``dims[i + 1]`` the output width of stage i.
 
     Args:
-        arch: a key of :attr:`arch_settings` or a dict with ``dims`` and
-            ``strides`` (optionally ``ada_pool``, a per-stage list of adaptive
-            max-pool sizes with 0 meaning a plain pool).
-        in_channels: input channels.
-        act_num: series activation radius n; depthwise kernel (2n+1)².
-            ImageNet models use 3, the official detection config 4.
-        out_indices: stage indices to return (negative count from the end).
-            The string ``'stem'`` adds the stem output (stride 4), useful for
-            variants whose first stage already has stride 2 (e.g. VN5/VN6).
-        frozen_stages: -1 freezes nothing, 0 the stem, k the stem and stages
-            0..k-1 (eval mode, no gradients).
-        norm_eval: keep every norm layer in eval mode while training.
-        norm_cfg: norm layers (BN eps 1e-6 as upstream; SyncBN for multi-GPU).
-        deploy: build the fused (inference) form directly.
-        act_learn: initial λ, default 1 (see "λ rule" below).
-        with_cp: gradient checkpointing of each stage (saves memory).
-        act_impl: how the deploy form runs its series activations: 'auto'
-            (a fused Triton kernel on CUDA, PyTorch ops elsewhere; the env var
-            ``VANILLANET_ACT_IMPL`` overrides), 'triton' or 'torch'. See
-            :mod:`vanillanet_mm.ops.series_act`.
-        channels_last: run in the channels_last memory format (the input is
-            converted; every feature map follows). GPU tensor cores run the
-            1x1 convs in this layout without transposes; the fused activation
-            kernel supports both layouts.
-        pretrained: shorthand for ``init_cfg=dict(type='Pretrained', ...)``
-            (mmseg passes ``model.pretrained`` here).
-        init_cfg: mmengine init config; ``dict(type='Pretrained',
-            checkpoint=PATH)`` accepts official ImageNet or mmdet checkpoints
-            and this project's (see :mod:`vanillanet_mm.models.checkpoint`);
-            ``entry='model_ema'`` picks that entry of an official ImageNet
-            checkpoint (the official detection recipe does).
+        arch (str | dict): a key of :attr:`arch_settings` or a dict with
+            ``dims`` and ``strides`` (optionally ``ada_pool``, a per-stage
+            list of adaptive max-pool sizes, 0 meaning a plain pool).
+            Defaults to ``'vanillanet_13'``.
+        in_channels (int): input channels. Defaults to 3.
+        act_num (int): series activation radius n; depthwise kernel
+            (2n+1)². ImageNet models use 3, the official detection config 4.
+            Defaults to 3.
+        out_indices (Sequence[int | str]): stage indices to return
+            (negative count from the end); ``'stem'`` adds the stem output
+            (stride 4), useful for variants whose first stage already has
+            stride 2 (VN5/VN6). :meth:`multiscale_out_indices` gives the
+            last stage of each resolution. Defaults to ``(-1, )``.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and
+            stages 0..k-1 (eval mode, no gradients). Defaults to -1.
+        norm_eval (bool): keep every norm layer in eval mode while
+            training. Defaults to False.
+        norm_cfg (dict): norm layers; BN eps 1e-6 as upstream, SyncBN for
+            multi-GPU. Defaults to ``dict(type='BN', eps=1e-6,
+            requires_grad=True)``.
+        deploy (bool): build the fused (inference) form directly.
+            Defaults to False.
+        act_learn (float): initial λ (see "λ rule" below). Defaults to 1.0.
+        with_cp (bool): gradient checkpointing of each stage (saves
+            memory). Defaults to False.
+        act_impl (str): how the deploy form runs its series activations:
+            ``'auto'`` (the fused Triton kernel on CUDA, PyTorch ops
+            elsewhere; the env var ``VANILLANET_ACT_IMPL`` overrides),
+            ``'triton'`` or ``'torch'``. See
+            :mod:`vanillanet_mm.ops.series_act`. Defaults to ``'auto'``.
+        channels_last (bool): run in the channels_last memory format (the
+            input is converted; every feature map follows): GPU tensor
+            cores run the 1x1 convs without transposes. Defaults to False.
+        pretrained (str, optional): shorthand for
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``
+            (mmseg passes ``model.pretrained`` here). Defaults to None.
+        init_cfg (dict | list[dict], optional): mmengine init config.
+            ``dict(type='Pretrained', checkpoint=PATH)`` accepts official
+            ImageNet or mmdet checkpoints and this project's (see
+            :mod:`vanillanet_mm.models.checkpoint`); ``entry='model_ema'``
+            picks that entry of an official ImageNet checkpoint (as the
+            official detection recipe does). None trains from scratch with
+            upstream's init (conv weights truncated normal, std 0.02).
+            Defaults to None.
 
     λ rule (the one place it is defined):
 
@@ -123,6 +142,9 @@ class VanillaNet(BaseModule):
                 raise ConfigError('give VanillaNet either init_cfg or '
                                  'pretrained, not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if init_cfg is None:  # from scratch: as upstream's classifier
+            init_cfg = dict(type='TruncNormal', layer='Conv2d', std=.02,
+                            bias=0.)
         super().__init__(init_cfg=init_cfg)
         self.arch = self._resolve_arch(arch)
         dims, strides = self.arch['dims'], self.arch['strides']
@@ -198,6 +220,15 @@ class VanillaNet(BaseModule):
             raise ConfigError('arch ada_pool needs one entry per stage')
         return arch
 
+    @classmethod
+    def multiscale_out_indices(cls, arch: Union[str, dict]
+                               ) -> Tuple[int, ...]:
+        """The last stage of each resolution: for VN13 (0, 1, 8, 10), the
+        official detection config's /4, /8, /16, /32 outputs."""
+        strides = cls._resolve_arch(arch)['strides']
+        return tuple(i for i in range(len(strides))
+                     if i + 1 == len(strides) or strides[i + 1] != 1)
+
     @staticmethod
     def _resolve_out_indices(out_indices, num_stages) -> List[Union[int, str]]:
         if isinstance(out_indices, (int, str)):
@@ -209,7 +240,8 @@ class VanillaNet(BaseModule):
                 continue
             if not isinstance(idx, int) or not -num_stages <= idx < num_stages:
                 raise ConfigError(
-                    f'out_indices entry {idx!r} is out of range: this arch has '
+                    f'out_indices entry {idx!r} is out of range: this arch '
+                    f'has '
                     f'{num_stages} stages, use 0..{num_stages - 1} (negative '
                     "from the end) or 'stem'")
             resolved.append(idx % num_stages)
@@ -230,7 +262,7 @@ class VanillaNet(BaseModule):
             stage.act_learn = value
 
     def set_act_impl(self, impl: str) -> None:
-        """Choose the deploy-form activation path: 'auto', 'triton', 'torch'."""
+        """Choose the deploy-form activation: 'auto', 'triton', 'torch'."""
         self.act_impl = check_impl(impl)
         for m in self.modules():
             if isinstance(m, SeriesActivation):
@@ -258,7 +290,8 @@ class VanillaNet(BaseModule):
                 f'{tuple(x.shape)}; set in_channels= to match your data')
         if min(x.shape[-2:]) < self.total_stride:
             raise ConfigError(
-                f'input {tuple(x.shape[-2:])} is smaller than the total stride '
+                f'input {tuple(x.shape[-2:])} is smaller than the total '
+                f'stride '
                 f'{self.total_stride} of this arch; resize or pad the input')
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -289,18 +322,13 @@ class VanillaNet(BaseModule):
         """
         if self.deploy:
             return
-        if self.act_learn != 1.0 and not force:
-            raise FusionError(
-                f'switch_to_deploy() needs act_learn (λ) == 1, got '
-                f'{self.act_learn:g}: fusing now would change the network. '
-                'Finish the λ anneal (DeepTrainingHook) or call '
-                'switch_to_deploy(force=True) to fuse as if λ = 1.')
+        check_fusable(self.act_learn, force, 'switch_to_deploy()')
         weight, bias = fuse_deep_pair(self.stem1, self.stem2[:2])
         act = self.stem2[2]
         act.switch_to_deploy()
-        self.stem = nn.Sequential(conv_from(weight, bias, self._stem_conv['stride'],
-                                            self._stem_conv['padding']),
-                                  act)
+        self.stem = nn.Sequential(
+            conv_from(weight, bias, self._stem_conv['stride'],
+                      self._stem_conv['padding']), act)
         del self.stem1, self.stem2
         for stage in self.stages:
             stage.switch_to_deploy(force)
@@ -337,10 +365,4 @@ class VanillaNet(BaseModule):
                             entry=init_cfg.get('entry'))
             self._is_init = True
             return
-        if init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
         super().init_weights()

@@ -12,8 +12,8 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
-from ..errors import FusionError
 from ..ops import series_act
+from ..utils.errors import FusionError
 from .fusion import fuse_conv_bn, fuse_deep_pair
 
 DEFAULT_NORM_CFG = dict(type='BN', eps=1e-6, requires_grad=True)
@@ -36,6 +36,17 @@ def conv_from(weight: torch.Tensor, bias: torch.Tensor, stride=1,
     conv.weight.data.copy_(weight)
     conv.bias.data.copy_(bias)
     return conv
+
+
+def check_fusable(act_learn: float, force: bool, caller: str) -> None:
+    """Fusion is exact only at λ = 1 (the leaky ReLU between the convs is
+    then the identity): refuse otherwise, unless ``force``."""
+    if act_learn != 1.0 and not force:
+        raise FusionError(
+            f'{caller} needs act_learn (λ) == 1, got {act_learn:g}: fusing '
+            'now would change the network. Finish the λ anneal '
+            '(DeepTrainingHook) or call it with force=True to fuse as if '
+            'λ = 1.')
 
 
 class SeriesActivation(nn.Module):
@@ -128,12 +139,7 @@ class Block(nn.Module):
         called on its own (e.g. by ``timm.utils.reparameterize_model``)."""
         if self.deploy:
             return
-        if self.act_learn != 1.0 and not force:
-            raise FusionError(
-                f'Block.switch_to_deploy() needs act_learn (λ) == 1, got '
-                f'{self.act_learn:g}: fusing now would change the block. '
-                'Finish the λ anneal or pass force=True to fuse as if '
-                'λ = 1.')
+        check_fusable(self.act_learn, force, 'Block.switch_to_deploy()')
         self.conv = conv_from(*fuse_deep_pair(self.conv1, self.conv2))
         self.act.switch_to_deploy()
         del self.conv1, self.conv2

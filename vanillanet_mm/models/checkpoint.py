@@ -14,7 +14,7 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
-from ..errors import UserError
+from ..utils.errors import UserError
 
 HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
 ENTRY_KEYS = ('state_dict', 'model', 'model_ema')
@@ -69,6 +69,11 @@ def extract_state_dict(ckpt: dict, path: str = 'checkpoint',
         f'and not a bare state dict (top-level keys: {sorted(ckpt)[:10]})')
 
 
+def strip_wrapper_prefix(name: str) -> str:
+    """``module.x`` (a key saved from a DDP/EMA wrapper) -> ``x``."""
+    return name[7:] if name.startswith('module.') else name
+
+
 def to_backbone_state_dict(state_dict: Dict[str, torch.Tensor],
                            keep_head: bool = False,
                            prefix: Optional[str] = None) -> dict:
@@ -77,8 +82,7 @@ def to_backbone_state_dict(state_dict: Dict[str, torch.Tensor],
     The ImageNet classifier (``cls1/cls2/cls``) is dropped on purpose unless
     ``keep_head``: a detection or segmentation backbone has none.
     """
-    sd = {k[7:] if k.startswith('module.') else k: v
-          for k, v in state_dict.items()}
+    sd = {strip_wrapper_prefix(k): v for k, v in state_dict.items()}
     prefix = prefix if prefix is not None else (
         'backbone.' if any(k.startswith('backbone.') for k in sd) else '')
     if prefix:
@@ -117,8 +121,8 @@ def check_model_checkpoint(model: nn.Module, path: str) -> dict:
     layout gets the ``--cfg-options`` that fits the checkpoint. λ alone may
     be missing: official detectors have none (the λ rule sets it to 1).
     """
-    sd = {k[7:] if k.startswith('module.') else k: v
-          for k, v in extract_state_dict(read_checkpoint(path), path).items()}
+    sd = {strip_wrapper_prefix(k): v for k, v in
+          extract_state_dict(read_checkpoint(path), path).items()}
     backbone = getattr(model, 'backbone', None)
     if hasattr(backbone, 'deploy'):
         _check_layout(backbone.deploy,
@@ -138,7 +142,8 @@ def _check_layout(deploy: bool, state_dict: dict, path: str,
     src = layout_of(state_dict, path)
     if src != ('deploy' if deploy else 'training'):
         raise CheckpointError(
-            f'{path} holds the {src} (deploy={src == "deploy"}) layout but the '
+            f'{path} holds the {src} (deploy={src == "deploy"}) layout but '
+            'the '
             f'model was built with deploy={deploy}; {fix}{src == "deploy"}, '
             'or convert the checkpoint (tools/convert_checkpoint.py)')
 
@@ -147,7 +152,8 @@ def _check_keys(own: dict, state_dict: dict, title: str) -> None:
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     shapes = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
-                    f'{tuple(own[k].shape)}' for k in set(own) & set(state_dict)
+                    f'{tuple(own[k].shape)}'
+                    for k in set(own) & set(state_dict)
                     if own[k].shape != state_dict[k].shape)
     problems = [(name, keys) for name, keys in (
         ('missing keys', missing), ('unexpected keys', unexpected),

@@ -15,7 +15,8 @@ Pair = Tuple[Tensor, Tensor]
 def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> Pair:
     """BN in eval mode as ``y = scale * x + shift`` (per channel, float64)."""
     std = (bn.running_var.double() + bn.eps).sqrt()
-    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(std)
+    gamma = (bn.weight.double() if bn.weight is not None else
+             torch.ones_like(std))
     beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(std)
     scale = gamma / std
     return scale, beta - bn.running_mean.double() * scale
@@ -33,7 +34,8 @@ def fuse_conv_bn(weight: Tensor, bias: Optional[Tensor],
 def merge_pointwise(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Pair:
     """Compose conv2 (1x1) after conv1 (any kernel) into one conv.
 
-    ``w1``: (C_mid, C_in, kh, kw), ``w2``: (C_out, C_mid, 1, 1). Exact also when
+    ``w1``: (C_mid, C_in, kh, kw), ``w2``: (C_out, C_mid, 1, 1). Exact also
+    when
     conv1 pads, because the 1x1 conv acts pointwise on conv1's output.
     """
     m2 = w2.double().flatten(1)  # (C_out, C_mid)

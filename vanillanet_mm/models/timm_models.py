@@ -19,16 +19,23 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs
-from timm.models import register_model
+from timm.models import (
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+)
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from .backbone import VanillaNet
 from .blocks import DEFAULT_NORM_CFG, conv_from
-from .checkpoint import (ACT_LEARN_KEY, check_compatible, extract_state_dict,
-                         to_backbone_state_dict)
+from .checkpoint import (
+    ACT_LEARN_KEY,
+    check_compatible,
+    extract_state_dict,
+    to_backbone_state_dict,
+)
 from .fusion import fuse_conv_bn, merge_pointwise
 
 
@@ -112,7 +119,8 @@ class VanillaNetClassifier(VanillaNet):
         """timm's feature API: the outputs of the stages ``indices`` (an int
         n: the last n). There is no final norm, so ``norm`` has no effect."""
         if output_fmt != 'NCHW':
-            raise ConfigError(f'VanillaNet features are NCHW, not {output_fmt}')
+            raise ConfigError(
+                f'VanillaNet features are NCHW, not {output_fmt}')
         take, _ = feature_take_indices(self.num_stages, indices)
         feats = super().forward(x)
         intermediates = [feats[i] for i in take]
@@ -144,8 +152,8 @@ class VanillaNetClassifier(VanillaNet):
         if self.num_classes == 0:
             return
         conv, bn, out = self.cls1[2], self.cls1[3], self.cls2[0]
-        weight, bias = merge_pointwise(*fuse_conv_bn(conv.weight, conv.bias, bn),
-                                       out.weight, out.bias)
+        weight, bias = merge_pointwise(
+            *fuse_conv_bn(conv.weight, conv.bias, bn), out.weight, out.bias)
         self.cls = nn.Sequential(*self.cls1[:2], conv_from(weight, bias))
         del self.cls1, self.cls2
 
@@ -159,14 +167,6 @@ def _feature_info(arch: dict, stem_stride: int) -> List[dict]:
     return [dict(num_chs=arch['dims'][i + 1], module=f'stages.{i}',
                  reduction=stem_stride * math.prod(strides[:i + 1]))
             for i in range(len(strides))]
-
-
-def _default_out_indices(arch: dict) -> Tuple[int, ...]:
-    """The last stage of each resolution: VN13 (0, 1, 8, 10), as the
-    official detection config."""
-    strides = arch['strides']
-    return tuple(i for i in range(len(strides))
-                 if i + 1 == len(strides) or strides[i + 1] != 1)
 
 
 def checkpoint_filter_fn(state_dict: dict, model: VanillaNetClassifier):
@@ -197,14 +197,14 @@ default_cfgs = generate_default_cfgs(
 
 def _create(variant: str, pretrained: bool = False, **kwargs):
     kwargs.setdefault('arch', variant)  # a dict gives custom widths
-    arch = VanillaNet._resolve_arch(kwargs['arch'])
+    out_indices = VanillaNet.multiscale_out_indices(kwargs['arch'])
     # features_only: timm's FeatureGetterNet around the whole model (its
     # forward_intermediates), so the λ-leaky stem and fusion stay intact
     return build_model_with_cfg(
         VanillaNetClassifier, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls='getter',
-                         out_indices=_default_out_indices(arch)), **kwargs)
+        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
+        **kwargs)
 
 
 def _register(variant: str):

@@ -14,14 +14,25 @@ Choosing the implementation (``impl``):
 * ``'triton'`` / ``'torch'``: force one path. Triton needs CUDA tensors, or
   ``TRITON_INTERPRET=1`` (set before the first call; CPU tests use it).
 
-The Triton path is differentiable: its backward uses PyTorch's conv gradient
-ops, so a fused model can still be fine-tuned.
+The Triton path is the operator ``torch.ops.vanillanet_mm.series_act``
+(``torch.library.custom_op``: ``torch.compile`` keeps it as one opaque node,
+CUDA graphs capture its launch once the autotuner has run for the shape's
+bucket). It is differentiable: its backward uses PyTorch's conv gradient ops,
+so a fused model can still be fine-tuned. On CUDA it launches on
+``x.device``; if the kernel fails to compile or launch there, the call (and
+every later one in the process) falls back to the PyTorch ops with one
+warning naming the cause. An image spanning 2**31 elements or more (the
+kernel's per-element offsets are int32) also takes the PyTorch ops.
 """
+import contextlib
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..utils.errors import ConfigError
 
 IMPLS = ('auto', 'triton', 'torch')
 ENV_VAR = 'VANILLANET_ACT_IMPL'
@@ -43,22 +54,22 @@ def _triton_usable(x: Tensor) -> bool:
 
 def check_impl(impl: str) -> str:
     if impl not in IMPLS:
-        raise ValueError(f'act_impl must be one of {IMPLS}, got {impl!r}')
+        raise ConfigError(f'act_impl must be one of {IMPLS}, got {impl!r}')
     return impl
 
 
 def resolve_impl(impl: str, x: Tensor) -> str:
-    """``'triton'`` or ``'torch'`` for this input (see the module docstring)."""
+    """``'triton'`` or ``'torch'`` for this input (see the module doc)."""
     check_impl(impl)
     if impl == 'auto':
         impl = os.environ.get(ENV_VAR, 'auto').lower()
         if impl not in IMPLS:
-            raise ValueError(f'{ENV_VAR} must be one of {IMPLS}, got '
+            raise ConfigError(f'{ENV_VAR} must be one of {IMPLS}, got '
                              f'{os.environ[ENV_VAR]!r}; unset it for auto')
         if impl == 'auto':
             return 'triton' if x.is_cuda and _triton_usable(x) else 'torch'
     if impl == 'triton' and not _triton_usable(x):
-        raise RuntimeError(
+        raise ConfigError(
             f'act_impl=triton needs Triton and a CUDA tensor (got a '
             f'{x.device.type} tensor); use act_impl=torch here, or set '
             f'TRITON_INTERPRET=1 to run the kernel in the Triton interpreter')
@@ -68,35 +79,83 @@ def resolve_impl(impl: str, x: Tensor) -> str:
 def series_act(x: Tensor, weight: Tensor, bias: Tensor, act_num: int,
                impl: str = 'auto') -> Tensor:
     """``relu → depthwise conv + bias`` with weight ``(C, 1, 2n+1, 2n+1)``."""
-    if resolve_impl(impl, x) == 'torch' or x.numel() >= 2**31:
+    if resolve_impl(impl, x) == 'torch':
         return series_act_reference(x, weight, bias, act_num)
-    return _SeriesAct.apply(x, weight, bias, act_num)
+    if weight.shape[-1] != 2 * act_num + 1:
+        raise ValueError(f'act_num {act_num} needs a {2 * act_num + 1}-wide '
+                         f'kernel, got weight {tuple(weight.shape)}')
+    return torch.ops.vanillanet_mm.series_act(x, weight, bias)
 
 
-class _SeriesAct(torch.autograd.Function):
-    """Triton forward; exact backward from PyTorch's conv gradient ops."""
+# None: fall back on errors for CUDA tensors only (the interpreter's errors
+# are bugs the tests must see); tests set True to exercise the fallback.
+FALLBACK_ON_ERROR = None
+_fallback_cause = None
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, act_num):
-        from ._triton_series_act import series_act_forward
-        ctx.save_for_backward(x, weight)
-        ctx.act_num = act_num
-        return series_act_forward(x, weight, bias)
 
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        p, groups = ctx.act_num, x.shape[1]
-        grad = grad.to(x.dtype)
-        w = weight.to(x.dtype)
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.nn.grad.conv2d_input(x.shape, w, grad, padding=p,
-                                            groups=groups) * (x > 0)
-        if ctx.needs_input_grad[1]:
-            gw = torch.nn.grad.conv2d_weight(F.relu(x), w.shape, grad,
-                                             padding=p, groups=groups)
-            gw = gw.to(weight.dtype)
-        if ctx.needs_input_grad[2]:
-            gb = grad.sum((0, 2, 3)).to(weight.dtype)
-        return gx, gw, gb, None
+def fallback_cause():
+    """Why the Triton path was given up in this process (None: it was not)."""
+    return _fallback_cause
+
+
+def _offsets_fit_int32(t: Tensor) -> bool:
+    """The kernel's per-element offsets within one image are int32."""
+    return sum((d - 1) * abs(s) for d, s in zip(t.shape[1:], t.stride()[1:])
+               ) < 2**31
+
+
+@torch.library.custom_op('vanillanet_mm::series_act', mutates_args=())
+def _series_act_op(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    global _fallback_cause
+    p = weight.shape[-1] // 2
+    if _fallback_cause is not None or not _offsets_fit_int32(x):
+        return series_act_reference(x, weight, bias, p)
+    from ._triton_series_act import series_act_forward
+    guard = (torch.cuda.device(x.device) if x.device.type == 'cuda'
+             else contextlib.nullcontext())
+    try:
+        with guard:
+            return series_act_forward(x, weight, bias)
+    except Exception as e:  # compile or launch failure
+        fallback = (x.is_cuda if FALLBACK_ON_ERROR is None
+                    else FALLBACK_ON_ERROR)
+        if not fallback or isinstance(e, ValueError):
+            raise
+        _fallback_cause = f'{type(e).__name__}: {e}'.splitlines()[0][:300]
+        warnings.warn(f'series_act: the Triton kernel failed ('
+                      f'{_fallback_cause}); using the PyTorch ops from now '
+                      f'on', RuntimeWarning, stacklevel=2)
+        return series_act_reference(x, weight, bias, p)
+
+
+@_series_act_op.register_fake
+def _(x, weight, bias):
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.bias_dtype = bias.dtype
+
+
+def _backward(ctx, grad):
+    """Exact gradients from PyTorch's conv gradient ops."""
+    x, weight = ctx.saved_tensors
+    p, groups = weight.shape[-1] // 2, x.shape[1]
+    grad = grad.to(x.dtype)
+    w = weight.to(x.dtype)
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gx = torch.nn.grad.conv2d_input(x.shape, w, grad, padding=p,
+                                        groups=groups) * (x > 0)
+    if ctx.needs_input_grad[1]:
+        gw = torch.nn.grad.conv2d_weight(F.relu(x), w.shape, grad,
+                                         padding=p, groups=groups)
+        gw = gw.to(weight.dtype)
+    if ctx.needs_input_grad[2]:
+        gb = grad.sum((0, 2, 3)).to(ctx.bias_dtype)
+    return gx, gw, gb
+
+
+_series_act_op.register_autograd(_backward, setup_context=_setup_context)

@@ -1,8 +1,8 @@
 """Errors raised on purpose for bad input, which a user can fix.
 
 The command-line tools print these as one line (``TOOL: error: …``, exit 1,
-see :mod:`vanillanet_mm.cli`); every other exception is a bug and keeps its
-traceback. Each also derives from the builtin a Python caller would expect.
+see :mod:`vanillanet_mm.utils.cli`); every other exception is a bug and keeps
+its traceback. Each also derives from the builtin a Python caller would expect.
 """
 
 

@@ -1,4 +1,4 @@
-"""Configs of the tools: mmdet or mmseg from ``default_scope``, common flags."""
+"""Tool configs: mmdet or mmseg from ``default_scope``, common flags."""
 import importlib
 import os
 import os.path as osp
