@@ -89,8 +89,8 @@ say "installing mmcv (cached wheel), mmengine, mmdet, mmsegmentation, timm"
 "${PIP[@]}" install -q "$(mmcv_wheel)"
 say "installing vanillanet_mm (editable) and its dependencies"
 "${PIP[@]}" install -q -e "$ROOT[tests,deploy]"
-# tools/deploy.py: mmdeploy without its pins (onnx<=…, protobuf<=3.20.2
-# would downgrade this stack); the deploy extra above brings what it imports.
+# tools/deploy.py: mmdeploy without its pins (protobuf<=3.20.2 would downgrade
+# protobuf and with it onnx); the deploy extra above brings what it imports.
 say "installing mmdeploy $MMDEPLOY_VERSION (--no-deps)"
 "${PIP[@]}" install -q --no-deps "mmdeploy==$MMDEPLOY_VERSION"
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm, mmdeploy.apis" \
