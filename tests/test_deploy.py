@@ -109,6 +109,37 @@ def test_dynamic_segmentation_is_refused(tmp_path):
     assert_one_error(proc, '--dynamic', 'static')
 
 
+@needs_mmdeploy
+@pytest.mark.parametrize('path', sorted(
+    (ROOT / 'configs/mmdeploy').glob('*.py')), ids=lambda p: p.stem)
+def test_deploy_configs_parse(path):
+    """Every shipped deploy config is one mmdeploy reads: its backend,
+    task, outputs, and shapes (TensorRT: a profile; ONNX Runtime: opset 16
+    for GridSample)."""
+    from mmdeploy.utils import (
+        get_backend,
+        get_codebase,
+        get_input_shape,
+        get_onnx_config,
+        is_dynamic_shape,
+        load_config,
+    )
+    cfg = load_config(str(path))[0]
+    backend, onnx = get_backend(cfg).value, get_onnx_config(cfg)
+    assert backend in path.stem and get_codebase(cfg).value in (
+        'mmdet', 'mmseg')
+    assert is_dynamic_shape(cfg) == ('dynamic' in path.stem)
+    assert onnx['save_file'] == 'end2end.onnx' and not onnx['optimize']
+    if path.stem.startswith('instance-seg'):
+        assert onnx['output_names'] == ['dets', 'labels', 'masks']
+    if backend == 'tensorrt':
+        assert onnx['opset_version'] == 11
+        assert cfg.backend_config.model_inputs[0].input_shapes.input
+    else:
+        assert onnx['opset_version'] == 16
+        assert get_input_shape(cfg) is None  # the data's size
+
+
 def test_detections_of_equal_score_may_swap_places():
     from vanillanet_mm.deploy import compare_outputs
     dets = torch.tensor([[[0., 0, 10, 10, .9], [5, 5, 20, 20, .5],
