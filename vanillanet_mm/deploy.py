@@ -393,10 +393,10 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
     apply_patches()
     t0 = time.perf_counter()
     model = load_fused_model(cfg, checkpoint)
-    # the export runs on the first test image
-    check_dataset(cfg, ('test_dataloader', ))
     deploy_cfg_path = deploy_cfg_path or deploy_config_path(
         cfg.default_scope, bool(getattr(model, 'with_mask', False)), dynamic)
+    # the export runs on the first test image
+    check_dataset(cfg, ('test_dataloader', ))
     deploy_cfg = Config.fromfile(deploy_cfg_path)
     backend = get_backend(deploy_cfg).value
     if backend == 'tensorrt' and any(type(m).__name__ == 'SimpleRoIAlign'
