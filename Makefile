@@ -5,13 +5,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo deploy-demo test lint clean
 
 venv:
 	bash scripts/setup_env.sh
 
 demo: venv
 	$(PY) tools/demo.py
+
+# after `make demo`: both demo models through mmdeploy to ONNX Runtime, each
+# evaluated against PyTorch (work_dirs/demo/deploy/{det,seg}/deploy_report.json)
+deploy-demo: venv
+	@test -f work_dirs/demo/det/last_checkpoint -a -f work_dirs/demo/seg/last_checkpoint \
+	  || { echo 'no trained demo models in work_dirs/demo: run make demo first'; exit 1; }
+	$(PY) tools/deploy.py configs/mask_rcnn/vanillanet_demo.py \
+	  "$$(cat work_dirs/demo/det/last_checkpoint)" --work-dir work_dirs/demo/deploy/det --dynamic --test
+	$(PY) tools/deploy.py configs/upernet/vanillanet_demo.py \
+	  "$$(cat work_dirs/demo/seg/last_checkpoint)" --work-dir work_dirs/demo/deploy/seg --test
 
 test: venv lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests

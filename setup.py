@@ -30,5 +30,9 @@ setup(
     ],
     extras_require={
         'tests': ['pytest', 'onnx', 'onnxruntime', 'ruff'],
+        # tools/deploy.py: mmdeploy==1.3.1 itself goes in with --no-deps (its
+        # pins would downgrade onnx and protobuf; scripts/setup_env.sh does
+        # it); these are the packages it imports that the stack lacks.
+        'deploy': ['onnx', 'onnxruntime', 'aenum', 'multiprocess'],
     },
 )

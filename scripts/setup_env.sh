@@ -5,7 +5,8 @@
 #
 # Installs torch 2.14.1 / torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 (built
 # from the registry's source package with its ops), mmdet 3.3.0,
-# mmsegmentation 1.2.2, timm, then this package in editable mode.
+# mmsegmentation 1.2.2, timm, then this package in editable mode with its
+# tests and deploy extras (mmdeploy 1.3.1 with --no-deps).
 # mmcv 2.1.0 has no wheel for this stack: its setup.py hard-codes -std=c++14/17
 # while torch >= 2.10 headers need C++20, and it imports pkg_resources (gone in
 # setuptools >= 81; torch 2.14 itself needs setuptools >= 77.0.3). We patch the
@@ -24,6 +25,7 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 MMCV_WHEEL_DIR="${MMCV_WHEEL_DIR:-$HOME/.cache/vanillanet_mm/wheels}"
 MMCV_VERSION=2.1.0
+MMDEPLOY_VERSION=1.3.1
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 STAMP="$VENV/.vanillanet_mm.stamp"
 
@@ -32,7 +34,7 @@ say() { printf '[setup_env] %s\n' "$*"; }
 # What the stamp certifies: this script and setup.py, unchanged.
 want_stamp="$(cat "$0" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]] \
-   && "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm, mmdeploy" 2>/dev/null; then
   say "environment in $VENV is up to date"
   exit 0
 fi
@@ -86,8 +88,12 @@ fi
 say "installing mmcv (cached wheel), mmengine, mmdet, mmsegmentation, timm"
 "${PIP[@]}" install -q "$(mmcv_wheel)"
 say "installing vanillanet_mm (editable) and its dependencies"
-"${PIP[@]}" install -q -e "$ROOT[tests]"
-"$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm" \
+"${PIP[@]}" install -q -e "$ROOT[tests,deploy]"
+# tools/deploy.py: mmdeploy without its pins (protobuf<=3.20.2 would downgrade
+# protobuf and with it onnx); the deploy extra above brings what it imports.
+say "installing mmdeploy $MMDEPLOY_VERSION (--no-deps)"
+"${PIP[@]}" install -q --no-deps "mmdeploy==$MMDEPLOY_VERSION"
+"$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm, mmdeploy.apis" \
   || { say "import check failed"; exit 1; }
 echo "$want_stamp" >"$STAMP"
 say "done: activate with 'source $VENV/bin/activate'"

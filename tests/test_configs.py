@@ -9,9 +9,11 @@ from mmengine.model import revert_sync_batchnorm
 
 from vanillanet_mm.utils.scope import build_model
 
+# model configs: not the _base_ fragments, not mmdeploy's deploy configs
+# (configs/mmdeploy/, checked in test_deploy.py)
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] /
                                   'configs').rglob('*.py')
-                 if '_base_' not in p.parts)  # fragments, not models
+                 if '_base_' not in p.parts and 'mmdeploy' not in p.parts)
 
 
 def _det_inputs(num_classes):

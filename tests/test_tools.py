@@ -1,22 +1,17 @@
 """tools/train.py and tools/test.py as subprocesses on demo data."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from vanillanet_mm.datasets import generate
 
+from tool_helpers import data_options as _data_opts
+from tool_helpers import tool
+
 ROOT = Path(__file__).parents[1]
 DET = str(ROOT / 'configs/mask_rcnn/vanillanet_demo.py')
 SEG = str(ROOT / 'configs/upernet/vanillanet_demo.py')
-
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, str(ROOT / 'tools' / name),
-                           *map(str, args)], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT)
 
 
 @pytest.fixture(scope='module')
@@ -24,16 +19,6 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo')
     generate(str(root), num_train=8, num_val=4, size=128)
     return root
-
-
-def _data_opts(root, det):
-    opts = [f'{loader}.dataset.data_root={root}/' for loader in (
-        'train_dataloader', 'val_dataloader', 'test_dataloader')]
-    if det:
-        ann = f'{root}/annotations/instances_validation.json'
-        opts += [f'val_evaluator.ann_file={ann}',
-                 f'test_evaluator.ann_file={ann}']
-    return opts
 
 
 @pytest.mark.slow
