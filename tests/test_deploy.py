@@ -141,7 +141,7 @@ def test_deploy_configs_parse(path):
 
 
 def test_detections_of_equal_score_may_swap_places():
-    from vanillanet_mm.deploy import compare_outputs
+    from vanillanet_mm.utils.deploy import compare_outputs
     dets = torch.tensor([[[0., 0, 10, 10, .9], [5, 5, 20, 20, .5],
                           [30, 30, 40, 40, .5], [1, 1, 2, 2, .1]]])
     labels = torch.tensor([[0, 1, 1, 2]])
@@ -251,6 +251,6 @@ def test_tensorrt_config_exports_then_stops_without_tensorrt(tmp_path, data):
     proc = tool('deploy.py', DET, ckpt, '--work-dir', out, '--deploy-cfg',
                 TRT_DET, *opts, *ROI_ALIGN)
     assert_one_error(proc, 'end2end.onnx is written', 'TensorRT', 'GPU')
-    from vanillanet_mm.deploy import onnx_ops
+    from vanillanet_mm.utils.deploy import onnx_ops
     ops = onnx_ops(str(out / 'end2end.onnx'))
     assert {'TRTBatchedNMS', 'MMCVMultiLevelRoiAlign'} <= set(ops['mmdeploy'])

@@ -49,7 +49,7 @@ def main():
         if path and not os.path.isfile(path):
             raise InputFileError(f'file not found: {path}')
     cfg = load_config(args)
-    from vanillanet_mm.deploy import deploy
+    from vanillanet_mm.utils.deploy import deploy
     report = deploy(cfg, args.checkpoint, args.work_dir, dynamic=args.dynamic,
                     test=args.test, compare_images=args.compare_images,
                     deploy_cfg_path=args.deploy_cfg, device=args.device)

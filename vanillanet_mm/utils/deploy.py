@@ -31,8 +31,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .utils.errors import ConfigError, FusionError
-from .utils.latency import summarize
+from .errors import ConfigError, FusionError
+from .latency import summarize
 
 MMDEPLOY_VERSION = '1.3.1'
 INSTALL_HINT = ("pip install -e '.[deploy]' && pip install --no-deps "
@@ -147,7 +147,7 @@ def load_fused_model(cfg, checkpoint: str):
     fused and on the CPU; ``cfg.model.backbone.deploy`` is set to True."""
     from mmengine.runner import load_checkpoint
 
-    from .models.checkpoint import (
+    from ..models.checkpoint import (
         ACT_LEARN_KEY,
         check_model_checkpoint,
         extract_state_dict,
@@ -155,7 +155,7 @@ def load_fused_model(cfg, checkpoint: str):
         read_checkpoint,
         to_backbone_state_dict,
     )
-    from .utils.scope import build_model
+    from .scope import build_model
     if cfg.model.get('backbone', {}).get('type') != 'VanillaNet':
         raise ConfigError('the config\'s model.backbone is not a VanillaNet: '
                           'nothing to fuse (this tool deploys VanillaNet '
@@ -385,8 +385,8 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
     ``work_dir/deploy_report.json`` when ``test``)."""
     from mmengine.config import Config
 
-    from .utils.data_check import check_dataset
-    from .utils.fileio import atomic_write_json
+    from .data_check import check_dataset
+    from .fileio import atomic_write_json
     require_mmdeploy()
     from mmdeploy.backend.base import get_backend_manager
     from mmdeploy.utils import get_backend
