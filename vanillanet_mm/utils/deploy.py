@@ -38,7 +38,8 @@ MMDEPLOY_VERSION = '1.3.1'
 INSTALL_HINT = ("pip install -e '.[deploy]' && pip install --no-deps "
                 f'mmdeploy=={MMDEPLOY_VERSION} (what scripts/setup_env.sh '
                 'does; --no-deps: its pins would downgrade onnx and protobuf)')
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+# the repository's configs/mmdeploy (this file: vanillanet_mm/utils/)
+CONFIG_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..',
                       'configs', 'mmdeploy')
 
 
