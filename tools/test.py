@@ -14,8 +14,8 @@ from mmengine.runner import Runner
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.models.checkpoint import (
-    ACT_LEARN_KEY,
     check_model_checkpoint,
+    checkpoint_act_learn,
 )
 from vanillanet_mm.utils.cli import user_errors
 from vanillanet_mm.utils.data_check import check_dataset
@@ -73,11 +73,11 @@ def check_checkpoint(model, args) -> None:
     checkpoint leaves no work dir behind.
     """
     sd = check_model_checkpoint(model, args.checkpoint)
-    act_learn = sd.get(f'backbone.{ACT_LEARN_KEY}')
-    if args.deploy and act_learn is not None and act_learn.item() != 1:
+    act_learn = checkpoint_act_learn(sd)
+    if args.deploy and act_learn != 1:
         raise FusionError(
             f'--deploy fuses the backbone, which needs act_learn (λ) = 1, but '
-            f'{args.checkpoint} has λ = {act_learn.item():g}: test a '
+            f'{args.checkpoint} has λ = {act_learn:g}: test a '
             'checkpoint from after the DeepTrainingHook reached λ = 1, or '
             'test without --deploy')
 

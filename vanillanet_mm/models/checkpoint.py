@@ -113,6 +113,14 @@ def check_compatible(model: nn.Module, state_dict: dict,
                 'act_num or width?):')
 
 
+def checkpoint_act_learn(state_dict: dict, prefix: str = 'backbone.'
+                         ) -> float:
+    """The λ a state dict holds for its VanillaNet at ``prefix``; 1 when it
+    holds none (an official checkpoint: the λ rule of VanillaNet)."""
+    act_learn = state_dict.get(prefix + ACT_LEARN_KEY)
+    return 1.0 if act_learn is None else float(act_learn)
+
+
 def check_model_checkpoint(model: nn.Module, path: str) -> dict:
     """The state dict of ``path`` if it is exactly ``model``'s weights.
 

@@ -149,8 +149,8 @@ def load_fused_model(cfg, checkpoint: str):
     from mmengine.runner import load_checkpoint
 
     from ..models.checkpoint import (
-        ACT_LEARN_KEY,
         check_model_checkpoint,
+        checkpoint_act_learn,
         extract_state_dict,
         layout_of,
         read_checkpoint,
@@ -167,11 +167,10 @@ def load_fused_model(cfg, checkpoint: str):
     cfg.model.backbone.deploy = layout == 'deploy'
     model = build_model(cfg)
     sd = check_model_checkpoint(model, checkpoint)
-    act_learn = sd.get(f'backbone.{ACT_LEARN_KEY}')
-    if layout == 'training' and act_learn is not None and \
-            act_learn.item() != 1:
+    act_learn = checkpoint_act_learn(sd)
+    if layout == 'training' and act_learn != 1:
         raise FusionError(
-            f'{checkpoint} has act_learn (λ) = {act_learn.item():g}; the '
+            f'{checkpoint} has act_learn (λ) = {act_learn:g}; the '
             'fused network computes the λ = 1 function: deploy a checkpoint '
             'from after the DeepTrainingHook reached λ = 1')
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
