@@ -258,7 +258,7 @@ strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w,
 ints = dict(C=c, H=h, W=w, size_key=kern.size_key(h, w),
             **dict(zip(('sxn', 'sxc', 'sxh', 'sxw'), strides)),
             **dict(zip(('syn', 'syc', 'syh', 'syw'), strides)))
-const = dict(K=9, BF16_BY_SHIFT=not channels_last, **cfg.kwargs)
+const = dict(K=9, **cfg.kwargs)
 const.update({n: 1 for n, v in ints.items() if v == 1})
 jit = kern._series_act_kernel
 names = [p.name for p in jit.params]
