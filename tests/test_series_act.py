@@ -207,6 +207,28 @@ def test_autotune_key_is_bucketed():
     assert size_key(100, 168) != size_key(50, 84)
 
 
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'cl'])
+def test_every_config_on_partial_tiles(channels_last):
+    """Each autotune candidate (the tiles a GPU runs; the other tests use one
+    small tile) on an input that no tile divides: partial row tiles, column
+    strips and channel blocks, image borders on every side; K = 9 (three
+    kernel columns per trip, bf16 too) and K = 7 (one per trip)."""
+    from vanillanet_mm.ops._triton_series_act import (
+        NCHW_CONFIGS,
+        NHWC_CONFIGS,
+        series_act_forward,
+    )
+    for cfg in NHWC_CONFIGS if channels_last else NCHW_CONFIGS:
+        config = dict(cfg.kwargs, num_warps=cfg.num_warps)
+        for act_num, dtype in [(4, torch.float32), (4, torch.bfloat16),
+                               (3, torch.float32)]:
+            x, weight, bias = _inputs(1, 19, 14, 37, act_num, dtype,
+                                      channels_last)
+            ref = series_act_reference(x.float(), weight, bias, act_num)
+            out = series_act_forward(x, weight, bias, config=config)
+            assert max_rel_error(ref, out) <= TOL[dtype], (cfg, act_num)
+
+
 @gpu_only
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16,
                                    torch.float16], ids=['fp32', 'bf16',
