@@ -6,7 +6,8 @@
 #   2. tools/benchmark_fps.py at 800x1344, fp32 / tf32 / bf16, channels_last
 #      and NCHW: it first compares the kernel's fused backbone with the
 #      PyTorch-ops fused backbone (a wrong kernel stops the run), then prints
-#      wall and CUDA-event GPU times.
+#      wall and CUDA-event GPU times; channels_last also graph-captured
+#      (--cuda-graph: eager and replayed side by side).
 # Needs torch, triton and timm. vanillanet_mm's other imports (mmengine, and
 # mmcv without its compiled ops) come from wheels carried to the machine:
 # WHEELS=dir with mmcv-lite / mmengine wheels (`MMCV_WITH_OPS=0 pip wheel
@@ -29,9 +30,10 @@ timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_series_act.py \
   2>&1 | tee "$OUT_DIR/test_series_act.log"
 # 2. the figures (the kernel check runs inside, before timing)
 for fmt in cl nchw; do
-  extra=(); [[ $fmt == cl ]] && extra=(--channels-last)
-  timeout 120 $PY tools/benchmark_fps.py --mode backbone --device cuda \
-    --dtype fp32 tf32 bf16 --shape 800 1344 --iters 30 --warmup 10 \
+  extra=(); limit=120
+  [[ $fmt == cl ]] && extra=(--channels-last --cuda-graph) && limit=200
+  timeout $limit $PY tools/benchmark_fps.py --mode backbone --device cuda \
+    --dtype fp32 tf32 bf16 --shape 800 1344 --iters 20 --warmup 5 \
     --no-gmacs "${extra[@]}" --out "$OUT_DIR/gpu_$fmt.json" \
     2>&1 | tee "$OUT_DIR/bench_$fmt.log"
 done

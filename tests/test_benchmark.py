@@ -69,6 +69,7 @@ def test_model_mode(tmp_path):
     (('--shape', '16', '200'), 'smaller than the total stride 32'),
     (('--models', 'alexnet'), "invalid choice: 'alexnet'"),
     (('--dtype', 'fp16'), 'use --device cuda for tf32/fp16'),
+    (('--cuda-graph', ), '--cuda-graph times a captured backbone'),
 ])
 def test_invalid_requests(args, match):
     if 'cuda' in args and torch.cuda.is_available():

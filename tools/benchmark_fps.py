@@ -19,7 +19,12 @@ On CUDA: cudnn.benchmark is on for every model; each time is reported as
 wall time and as GPU time from CUDA events; and before any timing (backbone
 mode) the fused backbone with the Triton kernel is compared with the same
 weights run by PyTorch ops on the same input, per dtype: the error is printed
-and a wrong kernel stops the run (KERNEL_TOL).
+and a wrong kernel stops the run (KERNEL_TOL). ``--cuda-graph`` (backbone
+mode) also times every model and dtype captured once in a CUDA graph and
+replayed (no launch overhead: what a deployed fixed-shape backbone costs),
+next to its eager figure; the replay's output is checked against the eager
+one first. Model mode warms up on every image it will time (each image size
+is tuned by cuDNN and the kernel's autotuner before the clock runs).
 """
 import argparse
 import copy
@@ -116,18 +121,46 @@ def gpu_ms(fn, iters):
     return summarize(times)
 
 
-def timed(fn, args, device, dtype):
+def captured(run):
+    """``run`` recorded once in a CUDA graph (after warming up on a side
+    stream, as torch.cuda.graphs asks); returns (replay, static output)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = run()
+    return graph.replay, out
+
+
+def timed(fn, args, device, dtype, warmup=0, graph=False):
+    """Wall (and on CUDA, GPU) times of ``fn()`` under ``dtype``; ``graph``:
+    of its CUDA graph's replay, after checking that the replay reproduces
+    an eager call (autocast's weight cache is off: graphs forbid it)."""
     autocast_dtype = set_precision(dtype)
 
     def run():
         with torch.autocast(device.type, dtype=autocast_dtype,
-                            enabled=autocast_dtype is not None):
-            fn()
-    out = summarize(measure_ms(run, device, args.warmup, args.iters))
+                            enabled=autocast_dtype is not None,
+                            cache_enabled=not graph):
+            return fn()
+    call = run
+    if graph:
+        call, static = captured(run)
+        call()
+        err = max_rel_error(run(), static)
+        if not err <= KERNEL_TOL[dtype]:
+            raise RuntimeError(f'CUDA graph replay differs from the eager '
+                               f'call ({dtype}: {err:.2e}); not timing it')
+    out = summarize(measure_ms(call, device, max(args.warmup, warmup),
+                               args.iters))
     if device.type == 'cuda':
-        gpu = gpu_ms(run, args.iters)
+        gpu = gpu_ms(call, args.iters)
         out.update(gpu_median_ms=gpu['median_ms'], gpu_p90_ms=gpu['p90_ms'])
-    return out
+    return dict(out, cuda_graph=graph)
 
 
 # max |kernel - torch ops| / max |torch ops| over the fused backbone's
@@ -178,15 +211,17 @@ def backbone_records(args, device):
         params = parameter_count(model)[''] / 1e6
         macs = gmacs(model, x) if args.gmacs else None
         model = prepare(model, args, device)
-        for dtype in args.dtype:
+        for dtype, graph in itertools.product(
+                args.dtype, (False, True) if args.cuda_graph else (False, )):
             with torch.no_grad():
-                t = timed(lambda m=model: m(xd), args, device, dtype)
+                t = timed(lambda m=model: m(xd), args, device, dtype,
+                          graph=graph)
             if name == 'vanillanet_fused' and dtype in kernel_err:
                 t['kernel_max_rel_err'] = kernel_err[dtype]
             records.append(dict(model=name, dtype=dtype, params_m=params,
                                 gmacs=macs, **t))
-            print(f'  {name} {dtype}: {t["median_ms"]:.2f} ms',
-                  file=sys.stderr)
+            print(f'  {name} {dtype}{" graph" if graph else ""}: '
+                  f'{t["median_ms"]:.2f} ms', file=sys.stderr)
         del model  # free GPU memory before the next model
     return records
 
@@ -243,8 +278,8 @@ def model_records(args, device):
         def step():
             with torch.no_grad():
                 model.test_step(next(it))
-        for dtype in args.dtype:
-            t = timed(step, args, device, dtype)
+        for dtype in args.dtype:  # warm-up: every image (size) once
+            t = timed(step, args, device, dtype, warmup=len(batches))
             records.append(dict(model=name, dtype=dtype, params_m=params,
                                 gmacs=None, **t))
             print(f'  {name} {dtype}: {t["median_ms"]:.1f} ms',
@@ -257,13 +292,13 @@ FORMS = {'vanillanet_train': 'training (λ=1)', 'vanillanet_fused': 'fused',
 
 
 def finish(records, args, device):
-    by = {(r['model'], r['dtype']): r for r in records}
+    by = {(r['model'], r['dtype'], r['cuda_graph']): r for r in records}
     for r in records:
         r['fps'] = 1e3 / r['median_ms']
         r['form'] = FORMS.get(r['model'], '-')
         for ref, key in (('vanillanet_train', 'speedup_vs_train_form'),
                          ('resnet50', 'speedup_vs_resnet50')):
-            base = by.get((ref, r['dtype']))
+            base = by.get((ref, r['dtype'], r['cuda_graph']))
             r[key] = base['median_ms'] / r['median_ms'] if base else None
         r.update(device=(torch.cuda.get_device_name(device)
                          if device.type == 'cuda' else 'cpu'),
@@ -274,12 +309,13 @@ def finish(records, args, device):
     print(f"\n{args.mode} mode, {records[0]['device']}, shape "
           f"{args.shape[0]}x{args.shape[1]}, channels_last "
           f"{args.channels_last}, torch {torch.__version__}")
-    print(f"{'model':<24}{'form':<18}{'dtype':<6}{'params M':>9}{'GMACs':>9}"
+    print(f"{'model':<24}{'form':<18}{'dtype':<6}{'graph':<6}"
+          f"{'params M':>9}{'GMACs':>9}"
           f"{'median ms':>11}{'p90 ms':>9}{'GPU ms':>8}{'FPS':>8}"
           f"{'vs train':>9}{'vs R50':>8}")
     for r in sorted(records, key=lambda r: args.dtype.index(r['dtype'])):
         print(f"{r['model']:<24}{r['form']:<18}{r['dtype']:<6}"
-              f"{r['params_m']:>9.1f}"
+              f"{'yes' if r['cuda_graph'] else 'no':<6}{r['params_m']:>9.1f}"
               f"{fmt(r['gmacs'], '.1f'):>9}{r['median_ms']:>11.2f}"
               f"{r['p90_ms']:>9.2f}{fmt(r.get('gpu_median_ms'), '.2f'):>8}"
               f"{r['fps']:>8.2f}"
@@ -296,7 +332,8 @@ def plot(records, args):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 1.5 + 0.3 * len(records)))
-    names = [f"{r['model']} {r['dtype']}" for r in records]
+    names = [f"{r['model']} {r['dtype']}{' graph' * r['cuda_graph']}"
+             for r in records]
     ax.barh(names, [r['median_ms'] for r in records],
             color=['tab:orange' if n.startswith('vanillanet') else
                    'tab:gray' for n in names])
@@ -324,6 +361,9 @@ def main():
                    help='one or more; tf32/fp16/bf16 only on CUDA')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--compile', action='store_true')
+    p.add_argument('--cuda-graph', action='store_true',
+                   help='backbone mode on CUDA: also time each model '
+                        'captured in a CUDA graph')
     p.add_argument('--shape', type=int, nargs=2, default=(800, 1344),
                    metavar=('H', 'W'))
     p.add_argument('--iters', type=int, default=20)
@@ -339,6 +379,10 @@ def main():
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise ConfigError('--device cuda requested but no CUDA GPU is '
                            'available here; use --device cpu')
+    if args.cuda_graph and (args.device != 'cuda' or args.mode != 'backbone'
+                            or args.compile):
+        raise ConfigError('--cuda-graph times a captured backbone: it needs '
+                          '--mode backbone --device cuda and no --compile')
     if args.mode == 'model' and not args.config:
         raise ConfigError('--mode model needs a CONFIG')
     if args.device == 'cpu' and set(args.dtype) - {'fp32', 'bf16'}:
