@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo deploy-demo test lint clean
+.PHONY: venv demo deploy-demo test lint probe clean
 
 venv:
 	bash scripts/setup_env.sh
@@ -28,6 +28,18 @@ test: venv lint
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# machine-code figures of the GPU kernel (README, "Fused inference on the
+# GPU"): the team's SASS probe with a fresh Triton cache. A cached compile
+# keeps the line info of the path it was first built from (e.g. a removed
+# worktree), and the probe then cannot map the runtime loop to the source
+# ("dynamic count unknown"). PROBE_ARGS e.g. --dtypes bf16 --json out.json
+PROBE ?= ../shared/tools/sass_probe.py
+PROBE_ARGS ?=
+probe: venv
+	@test -f $(PROBE) || { echo "no SASS probe at $(PROBE): make probe PROBE=path/to/sass_probe.py"; exit 1; }
+	d=$$(mktemp -d); TRITON_CACHE_DIR=$$d $(PY) $(PROBE) --jobs 2 $(PROBE_ARGS); \
+	  rc=$$?; rm -rf $$d; exit $$rc
 
 clean:
 	rm -rf $(VENV) work_dirs
