@@ -4,14 +4,14 @@ Register-blocked in both directions. A program owns BLOCK_H output rows x
 BLOCK_W columns x BLOCK_C channels of one image; each thread owns one channel
 of a strip of TW adjacent columns over all BLOCK_H rows, i.e. BLOCK_H * TW
 fp32 accumulators (a tuple: every output is its own register), initialised
-with the bias. A runtime loop runs over the K kernel columns G at a time (G =
-3 when it divides K, else 1); per trip the thread loads the K * G taps it
-needs (weight (C, K²) as given: one base per thread, constant offsets), then,
-unrolled, walks the BLOCK_H + K - 1 input rows of tile + halo: each row
-contributes TW + G - 1 input columns, each loaded, zero-padded, ReLU'd and
-widened once and multiplied into up to K * G outputs of up to K output rows,
-so the multiply-adds are exactly K² per output and a loaded value serves up
-to K * G of them (K for the old row-only blocking).
+with the bias. A runtime loop runs over the K kernel columns G at a time
+(G = 3 when it divides K, else K up to 7, else 1); per trip the thread loads
+the K * G taps it needs (weight (C, K²) as given: one base per thread,
+constant offsets), then, unrolled, walks the BLOCK_H + K - 1 input rows of
+tile + halo: each row contributes TW + G - 1 input columns, each loaded,
+zero-padded, ReLU'd and widened once and multiplied into up to K * G outputs
+of up to K output rows, so the multiply-adds are exactly K² per output and a
+loaded value serves up to K * G of them (K for the old row-only blocking).
 
 Padding without masks: column and channel indices are clamped into the image
 (every load is in bounds) and a clamped column is zeroed by the same
@@ -40,7 +40,9 @@ def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
     column loop stays inline (no helper functions) so that its machine code
     maps back to the loop (for the SASS probe's trip counts)."""
     P: tl.constexpr = K // 2
-    G: tl.constexpr = 3 if K % 3 == 0 else 1  # kernel columns per trip
+    # kernel columns per trip: 3 where 3 divides K (act_num 1, 4), else all
+    # K up to 7 (act_num 2, 3: K * K taps still fit), else 1
+    G: tl.constexpr = 3 if K % 3 == 0 else (K if K <= 7 else 1)
     U: tl.constexpr = TW + G - 1  # input columns per row and trip
     STRIPS: tl.constexpr = BLOCK_W // TW
     BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
