@@ -1,6 +1,10 @@
 #!/bin/bash
 # The GPU checks of the series-activation kernel and the backbone figures, in
-# one run (budget: 8 minutes on a fresh H100/H200):
+# one run (budget: 8 minutes on a fresh H100/H200; the steps' timeouts sum
+# to 480 s):
+#   0. every kernel variant the checks use compiled in parallel processes
+#      (scripts/compile_kernels.py; ~100 compiles, serial they would take
+#      minutes);
 #   1. tests/test_series_act.py on CUDA (the compiled kernel; every autotune
 #      config at VanillaNet-13's 800x1344 activation shapes against cuDNN);
 #   2. tools/benchmark_fps.py at 800x1344, fp32 / tf32 / bf16, channels_last
@@ -25,13 +29,20 @@ if ! $PY -c 'import mmengine, mmcv' 2>/dev/null; then
   $PY -m pip install -q --no-deps "$WHEELS"/*.whl
 fi
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+# 0. compile the kernel variants the checks use, in parallel (Triton compiles
+#    one at a time per process; this fills its cache for steps 1 and 2)
+for layout in nchw cl; do for dtype in fp32 fp16 bf16 fp64; do
+  for k in 1 3 5 7 9; do echo "$layout $dtype $k"; done; done; done |
+  timeout 120 xargs -P "$(nproc)" -n 3 $PY scripts/compile_kernels.py \
+  > "$OUT_DIR/compile_kernels.log" 2>&1 || echo "some compiles failed (step 1 says which)"
+echo "kernel variants compiled ($(grep -c compiled "$OUT_DIR/compile_kernels.log") of 40 sets)"
 # 1. correctness first: a failing kernel must not produce speed figures
-timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_series_act.py \
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_series_act.py \
   2>&1 | tee "$OUT_DIR/test_series_act.log"
 # 2. the figures (the kernel check runs inside, before timing)
 for fmt in cl nchw; do
-  extra=(); limit=120
-  [[ $fmt == cl ]] && extra=(--channels-last --cuda-graph) && limit=200
+  extra=(); limit=80
+  [[ $fmt == cl ]] && extra=(--channels-last --cuda-graph) && limit=130
   timeout $limit $PY tools/benchmark_fps.py --mode backbone --device cuda \
     --dtype fp32 tf32 bf16 --shape 800 1344 --iters 20 --warmup 5 \
     --no-gmacs "${extra[@]}" --out "$OUT_DIR/gpu_$fmt.json" \

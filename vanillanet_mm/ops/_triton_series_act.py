@@ -29,8 +29,14 @@ import triton
 import triton.language as tl
 from torch import Tensor, empty_like
 
+# Sizes and strides: specialised when 1 (a unit stride becomes a constant),
+# not on 16-divisibility (loads and stores are per element here, so it buys
+# nothing, and VanillaNet's shapes would compile ~3 variants per tile).
+_INT_ARGS = ['C', 'H', 'W', 'sxn', 'sxc', 'sxh', 'sxw', 'syn', 'syc', 'syh',
+             'syw', 'size_key']
 
-@triton.jit
+
+@triton.jit(do_not_specialize_on_alignment=_INT_ARGS)
 def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
                        sxn, sxc, sxh, sxw, syn, syc, syh, syw, size_key,
                        K: tl.constexpr, BLOCK_H: tl.constexpr,
