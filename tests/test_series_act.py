@@ -92,6 +92,23 @@ def test_half_precision_within_dtype_tolerance(dtype, channels_last):
     assert max_rel_error(ref, out) <= TOL[dtype]
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16],
+                         ids=['fp32', 'bf16'])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_nan_propagates_like_pytorch(dtype, channels_last):
+    """ReLU(NaN) is NaN in PyTorch; a kernel that turned it into 0 (the
+    GPU's default max) would hide a diverging model's NaNs. NaNs inside, at
+    a corner (read again through the clamped padding) and at an edge."""
+    x, weight, bias = _inputs(1, 5, 13, 14, 4, dtype, channels_last)
+    x[0, 1, 6, 7] = x[0, 2, 0, 0] = x[0, 4, 12, 5] = float('nan')
+    out = series_act(x, weight, bias, 4, impl='triton')
+    ref = series_act_reference(x.float(), weight, bias, 4)
+    assert ref.isnan().sum() > 0
+    assert torch.equal(out.isnan(), ref.isnan())
+    ok = ~ref.isnan()
+    assert max_rel_error(ref[ok], out[ok]) <= TOL[dtype]
+
+
 def test_non_contiguous_input():
     x, weight, bias = _inputs(1, 12, 9, 10, 2)
     x = x[:, ::2]  # every other channel: strided, neither layout

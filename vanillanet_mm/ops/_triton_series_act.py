@@ -52,6 +52,10 @@ def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
     U: tl.constexpr = TW + G - 1  # input columns per row and trip
     STRIPS: tl.constexpr = BLOCK_W // TW
     BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
+    # ReLU(NaN) = NaN as in PyTorch (the GPU's plain max would return 0 and
+    # hide a NaN from the user); a NaN in a clamped column reaches only
+    # outputs whose window holds that border column anyway
+    NAN: tl.constexpr = tl.PropagateNan.ALL
     pid_nh = tl.program_id(0)
     h_tiles = tl.cdiv(H, BLOCK_H)
     n = pid_nh // h_tiles
@@ -92,10 +96,11 @@ def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
                             tl.pointer_type(tl.uint16)))
                         v = (raw.to(tl.uint32) * pads[u]).to(tl.float32,
                                                              bitcast=True)
-                        v = tl.maximum(v, 0.)
+                        v = tl.maximum(v, 0., propagate_nan=NAN)
                     else:
                         v = tl.load(x_row + offs[u]).to(tl.float32)
-                        v = tl.minimum(tl.maximum(v, 0.), pads[u])
+                        v = tl.minimum(tl.maximum(v, 0., propagate_nan=NAN),
+                                       pads[u], propagate_nan=NAN)
                     vals = vals + (v, )
                 for kh in tl.static_range(K):  # into output row r - kh
                     if r - kh >= 0 and r - kh < BLOCK_H:
