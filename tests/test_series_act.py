@@ -21,6 +21,7 @@ from vanillanet_mm.ops import (
     series_act,
     series_act_reference,
 )
+from vanillanet_mm.utils.compat import HAS_CUSTOM_OP
 from vanillanet_mm.utils.errors import ConfigError
 from vanillanet_mm.utils.testing import max_rel_error
 
@@ -28,6 +29,10 @@ from vanillanet_mm.utils.testing import max_rel_error
 series_act_mod = importlib.import_module('vanillanet_mm.ops.series_act')
 
 pytest.importorskip('triton')
+# the operator needs torch.library.custom_op (torch >= 2.4); on an older
+# torch tests/test_compat.py checks that the PyTorch ops run instead
+pytestmark = pytest.mark.skipif(not HAS_CUSTOM_OP,
+                                reason='torch < 2.4: no Triton operator')
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 gpu_only = pytest.mark.skipif(not torch.cuda.is_available(),

@@ -16,6 +16,7 @@ import torch
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.models import VanillaNet, load_pretrained
 from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.compat import onnx_export_kwargs
 from vanillanet_mm.utils.errors import OutputExistsError
 
 
@@ -49,8 +50,8 @@ def main():
     tmp = args.out + '.tmp'
     try:
         torch.onnx.export(
-            model, (x, ), tmp, dynamo=False, opset_version=args.opset,
-            input_names=['input'], output_names=names,
+            model, (x, ), tmp, opset_version=args.opset,
+            input_names=['input'], output_names=names, **onnx_export_kwargs(),
             dynamic_axes={n: {0: 'batch', 2: 'height', 3: 'width'}
                           for n in ['input', *names]})
         err = verify(model, tmp, args.shape)

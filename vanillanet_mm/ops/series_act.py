@@ -23,6 +23,10 @@ so a fused model can still be fine-tuned. On CUDA it launches on
 every later one in the process) falls back to the PyTorch ops with one
 warning naming the cause. An image spanning 2**31 elements or more (the
 kernel's per-element offsets are int32) also takes the PyTorch ops.
+
+The operator needs ``torch.library.custom_op`` (torch >= 2.4): on an older
+torch the activation always runs as the PyTorch ops (``'auto'`` logs this
+once for CUDA tensors; ``'triton'`` is refused with the reason).
 """
 import contextlib
 import os
@@ -32,10 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils.compat import HAS_CUSTOM_OP, feature_off
 from ..utils.errors import ConfigError
 
 IMPLS = ('auto', 'triton', 'torch')
 ENV_VAR = 'VANILLANET_ACT_IMPL'
+NO_CUSTOM_OP = ('the Triton series activation is registered with '
+                'torch.library.custom_op (torch >= 2.4); the PyTorch ops run '
+                'instead')
 
 
 def series_act_reference(x: Tensor, weight: Tensor, bias: Tensor,
@@ -67,7 +75,14 @@ def resolve_impl(impl: str, x: Tensor) -> str:
             raise ConfigError(f'{ENV_VAR} must be one of {IMPLS}, got '
                              f'{os.environ[ENV_VAR]!r}; unset it for auto')
         if impl == 'auto':
-            return 'triton' if x.is_cuda and _triton_usable(x) else 'torch'
+            if x.is_cuda and not HAS_CUSTOM_OP:
+                feature_off('the Triton series activation', NO_CUSTOM_OP)
+            return ('triton' if x.is_cuda and HAS_CUSTOM_OP
+                    and _triton_usable(x) else 'torch')
+    if impl == 'triton' and not HAS_CUSTOM_OP:
+        raise ConfigError(f'act_impl=triton needs torch >= 2.4, this is '
+                          f'torch {torch.__version__}: use act_impl=torch '
+                          f'(or auto)')
     if impl == 'triton' and not _triton_usable(x):
         raise ConfigError(
             f'act_impl=triton needs Triton and a CUDA tensor (got a '
@@ -104,7 +119,6 @@ def _offsets_fit_int32(t: Tensor) -> bool:
                ) < 2**31
 
 
-@torch.library.custom_op('vanillanet_mm::series_act', mutates_args=())
 def _series_act_op(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     global _fallback_cause
     p = weight.shape[-1] // 2
@@ -128,8 +142,7 @@ def _series_act_op(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         return series_act_reference(x, weight, bias, p)
 
 
-@_series_act_op.register_fake
-def _(x, weight, bias):
+def _series_act_fake(x, weight, bias):
     return torch.empty_like(x)
 
 
@@ -158,4 +171,9 @@ def _backward(ctx, grad):
     return gx, gw, gb
 
 
-_series_act_op.register_autograd(_backward, setup_context=_setup_context)
+if HAS_CUSTOM_OP:
+    _series_act_op = torch.library.custom_op(
+        'vanillanet_mm::series_act', mutates_args=())(_series_act_op)
+    _series_act_op.register_fake(_series_act_fake)
+    _series_act_op.register_autograd(_backward,
+                                     setup_context=_setup_context)

@@ -9,7 +9,8 @@ Three fixes for this stack are applied at run time by :func:`apply_patches`
 * torch 2.14's ``torch.onnx.export`` defaults to ``dynamo=True``, the new
   exporter, which mmdeploy's rewriters do not support (it fails on a missing
   ``onnxscript``); the default becomes ``dynamo=False`` (the TorchScript
-  exporter mmdeploy was written for). The export runs in this process
+  exporter mmdeploy was written for; a torch without the flag has only that
+  one and is left as it is). The export runs in this process
   (mmdeploy's own ``tools/deploy.py`` spawns workers, which would not see the
   patch), so every ``torch.onnx.export`` call sees it.
 * mmcv 2.1's ``ops/point_sample.py`` builds ``torch.tensor(x.shape[2:])``,
@@ -31,16 +32,15 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from .compat import onnx_export_kwargs
 from .errors import ConfigError, FusionError
 from .latency import summarize
+from .package import config_path
 
 MMDEPLOY_VERSION = '1.3.1'
 INSTALL_HINT = ("pip install -e '.[deploy]' && pip install --no-deps "
                 f'mmdeploy=={MMDEPLOY_VERSION} (what scripts/setup_env.sh '
                 'does; --no-deps: its pins would downgrade onnx and protobuf)')
-# the repository's configs/mmdeploy (this file: vanillanet_mm/utils/)
-CONFIG_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..',
-                      'configs', 'mmdeploy')
 
 
 def require_mmdeploy() -> None:
@@ -105,7 +105,8 @@ def apply_patches() -> None:
     global _PATCHED
     if _PATCHED:
         return
-    torch.onnx.export = _legacy_onnx_export(torch.onnx.export)
+    if onnx_export_kwargs():
+        torch.onnx.export = _legacy_onnx_export(torch.onnx.export)
     opset9 = importlib.import_module('torch.onnx.symbolic_opset9')
     if not hasattr(opset9, '_cast_Long'):
         opset9._cast_Long = _cast_long
@@ -139,7 +140,7 @@ def deploy_config_path(scope: str, with_mask: bool, dynamic: bool) -> str:
             'UperNet; for a detector without masks pass --deploy-cfg with '
             "mmdeploy's configs/mmdet/detection/detection_onnxruntime_"
             f'{shape}.py (its source repository)')
-    return osp.join(CONFIG_DIR, name)
+    return config_path(osp.join('mmdeploy', name))
 
 
 # ---------------------------------------------------------------- the model
