@@ -7,9 +7,13 @@ Importing registers the ``VanillaNet`` backbone, ``DeepTrainingHook``,
 ``VanillaNetLayerDecayOptimizerConstructor`` and the CPU (gloo) DDP wrapper
 of :mod:`.utils.dist` in mmengine's root registries (so mmdet and mmseg
 both find them), the timm classifiers ``vanillanet_5`` …
-``vanillanet_13_x1_5_ada_pool``, and allow-lists mmengine's checkpoint
-objects for torch's ``weights_only`` loading (see :mod:`.utils.compat`).
+``vanillanet_13_x1_5_ada_pool``, allow-lists mmengine's checkpoint
+objects for torch's ``weights_only`` loading (see :mod:`.utils.compat`) and
+adds the ``vanillanet_mm::`` config scope to mmengine (an installed package
+does that at interpreter start: see ``vanillanet_mm_scope``).
 """
+import vanillanet_mm_scope  # noqa: F401  (the vanillanet_mm:: scope)
+
 from .engine import (
     AtomicCheckpointHook,
     DeepTrainingHook,
