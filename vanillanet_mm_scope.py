@@ -4,26 +4,46 @@ mmengine 0.10 resolves ``_base_ = 'PKG::path'`` only for the packages in its
 ``MODULE2PACKAGE`` table, and reads ``_base_`` before a config's
 ``custom_imports`` run. The installed package therefore ships
 ``vanillanet_mm_scope.pth``, which imports this module at interpreter start:
-it adds ``vanillanet_mm`` to that table when ``mmengine.config.utils`` is
-first imported (or at once if it already is), and imports nothing else, so
-starting Python stays as fast as before. mmengine then finds
+when ``mmengine.config`` is first imported (or at once if it already is),
+:func:`register` adds ``vanillanet_mm`` to that table, and imports nothing
+else, so starting Python stays as fast as before. mmengine then finds
 ``vanillanet_mm::mask_rcnn/vanillanet13_coco.py`` under the installed
 package's ``.mim/configs`` (mmdet's layout).
+
+mmengine also stamps the dicts of a ``PKG::`` base with ``_scope_=PKG``, a
+registry scope. Our configs are mmdet or mmseg configs (their
+``default_scope``), and no ``vanillanet_mm`` registry scope exists: with that
+stamp, a transform built through mmcv's root registry (mmdeploy does) would
+not find ``PackDetInputs``. :func:`register` leaves our bases unstamped, as
+a relative ``_base_`` is.
 """
 import sys
 from importlib.abc import MetaPathFinder
 from importlib.machinery import PathFinder
 
-_TARGET = 'mmengine.config.utils'
+SCOPE = 'vanillanet_mm'
+_TARGET = 'mmengine.config.config'
 
 
-def register(utils_module) -> None:
-    """Add this package to mmengine's table of config scopes."""
-    utils_module.MODULE2PACKAGE.setdefault('vanillanet_mm', 'vanillanet_mm')
+def register(config_module) -> None:
+    """Teach mmengine's ``Config`` the ``vanillanet_mm::`` prefix."""
+    from mmengine.config import utils
+    utils.MODULE2PACKAGE.setdefault(SCOPE, SCOPE)
+    config = config_module.Config
+    get_cfg_path = config._get_cfg_path
+    if getattr(get_cfg_path, '_vanillanet_mm', False):
+        return
+
+    def _get_cfg_path(cfg_path, filename):
+        path, scope = get_cfg_path(cfg_path, filename)
+        return path, None if scope == SCOPE else scope
+
+    _get_cfg_path._vanillanet_mm = True
+    config._get_cfg_path = staticmethod(_get_cfg_path)
 
 
 class _RegisterOnImport(MetaPathFinder):
-    """Finds nothing itself; wraps the loader of ``mmengine.config.utils``
+    """Finds nothing itself; wraps the loader of ``mmengine.config.config``
     so that :func:`register` runs right after the module does."""
 
     def find_spec(self, name, path=None, target=None):
