@@ -11,8 +11,11 @@ a truncated ``epoch_N.pth`` and ``last_checkpoint`` naming the file it had
 deleted already (test_save_cut_half_way); tools/train.py saves through
 ``AtomicCheckpointHook``.
 """
+import contextlib
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,3 +190,68 @@ def test_train_tool_swaps_in_the_atomic_hook():
     custom = Config(dict(default_hooks=dict(checkpoint=dict(type='MyHook'))))
     use_atomic_checkpoints(custom)
     assert custom.default_hooks.checkpoint.type == 'MyHook'
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: int):
+    """A tmpfs of ``size`` bytes at ``path`` (needs root); None where it
+    cannot be mounted."""
+    path.mkdir()
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}',
+                           'tmpfs', str(path)], capture_output=True)
+    try:
+        yield path if proc.returncode == 0 else None
+    finally:
+        if proc.returncode == 0:
+            subprocess.run(['umount', str(path)], check=True)
+
+
+def test_disk_full_stops_with_one_line(tmp_path, monkeypatch):
+    """A checkpoint directory with room for one checkpoint but not two: the
+    second save fails. The temp file is gone, last_checkpoint still names
+    the first (intact) one, the run stops with one line naming the failed
+    file, the space needed and the intact checkpoint; --resume then works
+    once there is room."""
+    hook = dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=1)
+    probe = make_runner(tmp_path / 'probe', [], dict(by_epoch=True,
+                                                     max_epochs=1),
+                        checkpoint=hook)
+    probe.train()
+    size = (tmp_path / 'probe' / 'epoch_1.pth').stat().st_size
+    work = tmp_path / 'work'
+    with small_disk(tmp_path / 'disk', int(size * 1.5) // 4096 * 4096
+                    + 4096) as disk:
+        if disk is None:  # no mount here: the same failure, injected
+            disk = tmp_path / 'disk'
+            put = LocalBackend.put
+
+            def put_until_full(self, obj, filepath):
+                if str(filepath).endswith('epoch_2.pth.tmp'):
+                    with open(filepath, 'wb') as f:
+                        f.write(obj[:len(obj) // 2])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                                  str(filepath))
+                return put(self, obj, filepath)
+
+            monkeypatch.setattr(LocalBackend, 'put', put_until_full)
+        runner = make_runner(work, [], dict(by_epoch=True, max_epochs=2),
+                             checkpoint=dict(hook, out_dir=str(disk)))
+        with pytest.raises(SystemExit) as stop:
+            runner.train()
+        message = str(stop.value.code)
+        first, second = disk / 'work' / 'epoch_1.pth', disk / 'work' / \
+            'epoch_2.pth'
+        assert '\n' not in message and 'no space left' in message
+        assert str(second) in message and f'{str(first)} is intact' in message
+        assert 'MiB' in message and '--resume' in message
+        assert sorted(p.name for p in (disk / 'work').iterdir()) == [
+            'epoch_1.pth']  # no partial temp file left taking the space
+        assert (work / 'last_checkpoint').read_text().strip() == str(first)
+        torch.load(first, map_location='cpu')  # complete
+        intact = shutil.copy(first, tmp_path / 'intact.pth')
+    # space freed (the small disk is gone): resume from the intact one
+    resumed = make_runner(work, [], dict(by_epoch=True, max_epochs=2),
+                          checkpoint=hook, resume=True, load_from=str(intact),
+                          experiment_name='resumed')
+    resumed.train()
+    assert resumed.epoch == 2 and (work / 'epoch_2.pth').is_file()

@@ -24,3 +24,6 @@ train_pipeline = [
 train_dataloader = dict(batch_size=_base_.train_batch_size_per_gpu,
                         num_workers=_base_.train_num_workers,
                         dataset=dict(pipeline=train_pipeline))
+# crash-safe checkpoints (temp file + rename), also under mmdet's / mmseg's
+# own tools/train.py
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

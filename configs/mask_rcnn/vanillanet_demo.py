@@ -90,6 +90,8 @@ custom_hooks = [dict(type='DeepTrainingHook', decay_epochs=lambda_epochs),
                 dict(type='RNGStateHook')]  # exact --resume
 default_hooks = dict(
     logger=dict(interval=25),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    # crash-safe (temp file + rename), also under mmdet's own tools/train.py
+    checkpoint=dict(type='AtomicCheckpointHook', interval=max_epochs,
+                    max_keep_ckpts=1))
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False, base_batch_size=4)

@@ -32,3 +32,6 @@ param_scheduler = [
     _base_.param_scheduler[0],
     dict(_base_.param_scheduler[1], milestones=[10, 11]),
 ]
+# crash-safe checkpoints (temp file + rename), also under mmdet's / mmseg's
+# own tools/train.py
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

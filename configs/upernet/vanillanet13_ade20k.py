@@ -30,3 +30,6 @@ param_scheduler = [
 custom_hooks = [dict(type='DeepTrainingHook', decay_iters=lambda_iters,
                      start=_base_.act_learn_start),
                 dict(type='RNGStateHook')]  # exact --resume
+# crash-safe checkpoints (temp file + rename), also under mmdet's / mmseg's
+# own tools/train.py
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -72,5 +72,7 @@ custom_hooks = [dict(type='DeepTrainingHook', decay_iters=lambda_iters),
                 dict(type='RNGStateHook')]  # exact --resume
 default_hooks = dict(
     logger=dict(interval=25, log_metric_by_epoch=False),
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    # crash-safe (temp file + rename), also under mmseg's own tools/train.py
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
+                    interval=max_iters, max_keep_ckpts=1))
 randomness = dict(seed=0)

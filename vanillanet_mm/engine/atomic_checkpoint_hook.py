@@ -16,12 +16,20 @@ and ``last_checkpoint`` names one that exists (or is absent: the first save
 never finished). Leftover temp files are removed when training starts.
 Other storage backends (not a local path) keep MMEngine's behaviour.
 
-``tools/train.py`` uses it in place of ``CheckpointHook``
-(:func:`use_atomic_checkpoints`).
+A full disk while writing removes the temp file, leaves ``last_checkpoint``
+as it was and stops the run with one line (:class:`DiskFullError`: the file,
+the space needed, the checkpoint that is intact); ``--resume`` continues
+from that checkpoint once space is freed.
+
+This project's configs name it in ``default_hooks`` (so mmdet's and mmseg's
+own ``tools/train.py`` use it too); ``tools/train.py`` also puts it in place
+of a plain ``CheckpointHook`` (:func:`use_atomic_checkpoints`).
 """
+import errno
 import glob
 import os
 import os.path as osp
+import shutil
 
 from mmengine.config import Config
 from mmengine.dist import is_main_process
@@ -34,6 +42,15 @@ from ..utils.fileio import atomic_write_text
 
 def _temp_name(filename: str) -> str:
     return f'.{filename}.tmp'
+
+
+class DiskFullError(SystemExit):
+    """Ends the run with its message as one line, under any launcher
+    (mmengine's Runner and mmdet's tools print no traceback for it)."""
+
+
+def _mib(n: int) -> str:
+    return f'{n / 2**20:.1f} MiB'
 
 
 @HOOKS.register_module()
@@ -66,17 +83,22 @@ class AtomicCheckpointHook(CheckpointHook):
         filename = self.filename_tmpl.format(step)
         self.last_ckpt = osp.join(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir, _temp_name(filename),
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta,
-            by_epoch=self.by_epoch, backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():  # the runner saves on rank 0 only
-            return
         tmp = osp.join(self.out_dir, _temp_name(filename))
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
+        try:
+            runner.save_checkpoint(
+                self.out_dir, _temp_name(filename),
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler, meta=meta,
+                by_epoch=self.by_epoch, backend_args=self.backend_args,
+                **self.args)
+            if not is_main_process():  # the runner saves on rank 0 only
+                return
+            with open(tmp, 'rb+') as f:
+                os.fsync(f.fileno())
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise self._disk_full(runner, tmp) from e
         os.replace(tmp, self.last_ckpt)
         atomic_write_text(self.last_ckpt,
                           osp.join(runner.work_dir, 'last_checkpoint'))
@@ -84,6 +106,29 @@ class AtomicCheckpointHook(CheckpointHook):
             old = osp.join(self.out_dir, self.filename_tmpl.format(outdated))
             if osp.isfile(old):
                 os.remove(old)
+
+
+    def _disk_full(self, runner, tmp: str) -> DiskFullError:
+        """Remove the partial file; say what failed, what is needed and
+        which checkpoint is intact."""
+        written = osp.getsize(tmp) if osp.exists(tmp) else 0
+        if osp.exists(tmp):
+            os.remove(tmp)
+        pointer = osp.join(runner.work_dir, 'last_checkpoint')
+        intact = open(pointer).read().strip() if osp.isfile(pointer) else ''
+        if osp.isfile(intact):
+            size, what = osp.getsize(intact), 'about'
+            kept = (f'{intact} is intact and last_checkpoint names it: '
+                    f'free the space, then --resume continues from it')
+        else:
+            size, what = written, 'more than'
+            kept = 'no earlier checkpoint was written'
+        free = shutil.disk_usage(self.out_dir).free
+        return DiskFullError(
+            f'AtomicCheckpointHook: error: no space left on the device of '
+            f'{self.out_dir} while writing {self.last_ckpt}: a checkpoint '
+            f'takes {what} {_mib(size)}, {_mib(free)} is free (free at '
+            f'least {_mib(max(size - free, 0))} more); {kept}')
 
 
 def use_atomic_checkpoints(cfg: Config) -> None:
