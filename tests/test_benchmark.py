@@ -56,12 +56,20 @@ def test_model_mode(tmp_path):
                 'configs/mask_rcnn/vanillanet_demo.py', '--img-dir',
                 tmp_path / 'demo/images/validation', '--iters', '2',
                 '--warmup', '1', '--models', 'vanillanet_train',
-                'vanillanet_fused', 'resnet50', '--out', out)
+                'vanillanet_fused', 'resnet50', '--flops-shape', '192', '256',
+                '--out', out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     recs = json.loads(out.read_text())
     assert [r['model'] for r in recs] == ['vanillanet_train',
                                           'vanillanet_fused', 'resnet50']
     assert all(r['median_ms'] > 0 for r in recs)
+    flops = {r['model']: r['flops'] for r in recs}
+    assert flops['vanillanet_fused']['gflops'] < flops['vanillanet_train'][
+        'gflops']
+    assert flops['resnet50']['act_gflops'] == 0
+    for f in flops.values():  # the demo is no official recipe
+        assert f['official_gflops_table'] is None and f['gflops'] > 0
+    assert 'w/o act' in proc.stdout
 
 
 @pytest.mark.parametrize('args, match', [
@@ -101,3 +109,41 @@ def test_onnx_refuses_lambda_below_one(tmp_path):
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert 'needs act_learn (λ) == 1, got 0.5' in proc.stderr
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_model_flops_both_conventions(tmp_path):
+    """Whole-model FLOPs: the series activations' depthwise convs, counted
+    independently from their output sizes, are exactly the difference of
+    the two conventions; fusion lowers the total."""
+    from mmengine.config import Config
+
+    from vanillanet_mm.analysis import model_flops
+    from vanillanet_mm.models.blocks import SeriesActivation
+    from vanillanet_mm.utils.scope import build_model
+
+    from mm_configs import DET_CFG, write_config
+    model = build_model(Config.fromfile(write_config(tmp_path, DET_CFG)))
+    model.init_weights()
+    model.eval()
+    shape = (128, 160)
+    outs, handles = {}, []
+    for name, m in model.backbone.named_modules():
+        if isinstance(m, SeriesActivation):
+            handles.append(m.register_forward_hook(
+                lambda mod, i, o, name=name: outs.__setitem__(name,
+                                                              o.shape)))
+    with torch.no_grad():  # 128 x 160 is a multiple of 32: no padding
+        model.backbone(torch.rand(1, 3, *shape))
+    for h in handles:
+        h.remove()
+    macs = sum(s[1] * (2 * model.backbone.act_num + 1) ** 2 * s[2] * s[3]
+               for s in outs.values())
+    train = model_flops(model, shape)
+    assert len(outs) == len(model.backbone.stages) + 1  # stem + stages
+    assert train['act_gflops'] == pytest.approx(macs / 1e9, rel=1e-9)
+    assert train['official_gflops'] == pytest.approx(
+        train['gflops'] - train['act_gflops'], rel=1e-9)
+    model.backbone.switch_to_deploy()
+    fused = model_flops(model, shape)
+    assert fused['act_gflops'] == pytest.approx(macs / 1e9, rel=1e-9)
+    assert 0 < fused['gflops'] < train['gflops']

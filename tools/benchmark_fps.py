@@ -13,7 +13,10 @@ the same layers as mmdet's; random init is fine for speed). ``--dtype`` takes
 several precisions, timed one after another on the same models. Model mode
 times the whole detector/segmentor (data preprocessor, forward,
 post-processing) at batch 1 on real images, with ResNet-50 / Swin-T versions
-of the same config. Prints a table; --out writes JSON, --plot a PNG.
+of the same config, and counts each model's GFLOPs and params at --flops-shape
+(default 1280×800, the official tables' shape) in two conventions, next to
+the official table's values (:mod:`vanillanet_mm.analysis`). Prints a table;
+--out writes JSON, --plot a PNG.
 
 On CUDA: cudnn.benchmark is on for every model; each time is reported as
 wall time and as GPU time from CUDA events; and before any timing (backbone
@@ -58,6 +61,16 @@ MODEL_MODE_BASELINES = {  # backbone cfg, neck in_channels
                     depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                     window_size=7, out_indices=(0, 1, 2, 3)),
                [96, 192, 384, 768]),
+}
+
+
+# huawei-noah/VanillaNet object_detection/README.md: (GFLOPs, params M) of
+# the official VN13 (act_num 4) recipes and their Swin-T counterparts
+OFFICIAL_COMPLEXITY = {
+    ('MaskRCNN', 'vanillanet'): (420.7, 77.1),
+    ('MaskRCNN', 'swin_t'): (263.8, 47.8),
+    ('RetinaNet', 'vanillanet'): (396.9, 75.4),
+    ('RetinaNet', 'swin_t'): (244.8, 38.5),
 }
 
 
@@ -244,9 +257,11 @@ def model_records(args, device):
         elif name in MODEL_MODE_BASELINES:
             c = copy.deepcopy(cfg)
             bb, in_ch = MODEL_MODE_BASELINES[name]
-            c.model.backbone = bb
-            if 'neck' in c.model:
-                c.model.neck.in_channels = in_ch
+            c.model.backbone = copy.deepcopy(bb)
+            if 'neck' in c.model:  # as many (last) stages as the neck takes
+                n = len(c.model.neck.in_channels)
+                c.model.backbone.out_indices = (0, 1, 2, 3)[-n:]
+                c.model.neck.in_channels = in_ch[-n:]
             else:
                 c.model.decode_head.in_channels = in_ch
                 c.model.auxiliary_head.in_channels = in_ch[2]
@@ -270,6 +285,8 @@ def model_records(args, device):
         from mmengine.model import revert_sync_batchnorm
         model = revert_sync_batchnorm(model).to(device).eval()
         params = parameter_count(model)[''] / 1e6
+        flops = (complexity(model, name, params, cfg, args) if args.gmacs
+                 else {})
         tf = Compose(pipeline)
         batches = [pseudo_collate([tf(dict(img_path=p, img_id=i))])
                    for i, p in enumerate(imgs[:max(args.iters, 1)])]
@@ -281,10 +298,45 @@ def model_records(args, device):
         for dtype in args.dtype:  # warm-up: every image (size) once
             t = timed(step, args, device, dtype, warmup=len(batches))
             records.append(dict(model=name, dtype=dtype, params_m=params,
-                                gmacs=None, **t))
+                                gmacs=flops.get('gflops'), flops=flops, **t))
             print(f'  {name} {dtype}: {t["median_ms"]:.1f} ms',
                   file=sys.stderr)
     return records
+
+
+def complexity(model, name, params, cfg, args) -> dict:
+    """GFLOPs (both conventions) at --flops-shape, beside the official table
+    where the config is an official recipe (VN13, act_num 4)."""
+    from vanillanet_mm.analysis import model_flops
+    flops = model_flops(model, args.flops_shape)
+    bb = cfg.model.backbone
+    recipe = bb.get('arch') == 'vanillanet_13' and bb.get('act_num') == 4
+    kind = 'vanillanet' if name in VN_FORMS else name
+    official = recipe and OFFICIAL_COMPLEXITY.get((type(model).__name__,
+                                                   kind))
+    flops.update(shape=list(args.flops_shape), params_m=params,
+                 official_gflops_table=official[0] if official else None,
+                 official_params_m_table=official[1] if official else None)
+    return flops
+
+
+def print_complexity(records) -> None:
+    fmt = lambda v: '-' if v is None else f'{v:.1f}'  # noqa: E731
+    rows = {r['model']: r['flops'] for r in records if r.get('flops')}
+    if not rows:
+        return
+    h, w = next(iter(rows.values()))['shape']
+    print(f'\nwhole model at 1x3x{h}x{w}: GFLOPs (1 multiply-add = 1) and '
+          f'params; "w/o act" leaves out the series activations\' '
+          f'depthwise convs, which the official counter cannot see')
+    print(f"{'model':<24}{'GFLOPs':>9}{'act':>7}{'w/o act':>9}"
+          f"{'official':>10}{'params M':>10}{'official':>10}")
+    for name, f in rows.items():
+        print(f"{name:<24}{f['gflops']:>9.1f}{f['act_gflops']:>7.1f}"
+              f"{f['official_gflops']:>9.1f}"
+              f"{fmt(f['official_gflops_table']):>10}"
+              f"{f['params_m']:>10.1f}"
+              f"{fmt(f['official_params_m_table']):>10}")
 
 
 FORMS = {'vanillanet_train': 'training (λ=1)', 'vanillanet_fused': 'fused',
@@ -321,6 +373,7 @@ def finish(records, args, device):
               f"{r['fps']:>8.2f}"
               f"{fmt(r['speedup_vs_train_form'], '.2f'):>9}"
               f"{fmt(r['speedup_vs_resnet50'], '.2f'):>8}")
+    print_complexity(records)
     if args.out:
         atomic_write_json(records, args.out, indent=1)
     if args.plot:
@@ -372,7 +425,11 @@ def main():
                    choices=sorted(VanillaNet.arch_settings))
     p.add_argument('--act-num', type=int, default=4)
     p.add_argument('--no-gmacs', dest='gmacs', action='store_false',
-                   help='skip the (slow on CPU) MAC count')
+                   help='skip the (slow on CPU) MAC / FLOP count')
+    p.add_argument('--flops-shape', type=int, nargs=2, default=(1280, 800),
+                   metavar=('H', 'W'),
+                   help='model mode: input of the FLOP count (official: '
+                   '1280 800)')
     p.add_argument('--out', help='write records as JSON here')
     p.add_argument('--plot', help='write a latency bar chart PNG here')
     args = p.parse_args()

@@ -1,0 +1,67 @@
+"""Whole-model FLOPs of a detector/segmentor, in two conventions.
+
+mmengine's :class:`~mmengine.analysis.FlopAnalyzer` (one multiply-add = one
+FLOP, as mmcv's counter and the official tables) traces ``model._forward`` on
+one ``1×3×H×W`` input, so every conv counts, including the depthwise convs
+of the series activations. The official VanillaNet detection table (mmcv
+1.x's ``get_model_complexity_info``, module hooks) cannot see those: upstream
+runs them as ``F.conv2d`` inside an ``nn.ReLU`` subclass. ``official_gflops``
+is therefore the total less the activation convs, the number to put next to
+that table.
+"""
+from typing import Dict, Sequence
+
+import torch
+from torch import nn
+
+from .models.blocks import SeriesActivation
+
+
+class _TensorForward(nn.Module):
+    """``model._forward(x, data_samples)`` as a one-input module."""
+
+    def __init__(self, model: nn.Module, data_samples):
+        super().__init__()
+        self.model = model
+        self.data_samples = data_samples
+
+    def forward(self, x):
+        return self.model._forward(x, self.data_samples)
+
+
+def _data_samples(model: nn.Module, shape: Sequence[int]):
+    h, w = shape
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
+    if type(model).__module__.startswith('mmseg'):
+        from mmseg.structures import SegDataSample
+        return [SegDataSample(metainfo=meta)]
+    from mmdet.structures import DetDataSample
+    return [DetDataSample(metainfo=meta)]
+
+
+def model_flops(model: nn.Module, shape: Sequence[int]) -> Dict[str, float]:
+    """GFLOPs of ``model`` (eval mode) at input ``1×3×shape``: ``gflops``
+    (everything mmengine counts), ``act_gflops`` (the series activations'
+    depthwise convs) and ``official_gflops`` (the difference)."""
+    from mmengine.analysis import FlopAnalyzer
+    wrapper = _TensorForward(model, _data_samples(model, shape)).eval()
+    x = torch.rand(1, 3, *shape, device=next(model.parameters()).device)
+    acts = {name: m for name, m in wrapper.named_modules()
+            if isinstance(m, SeriesActivation)}
+    impls = {name: m.act_impl for name, m in acts.items()}
+    analyzer = FlopAnalyzer(wrapper, (x, ))
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    try:  # the Triton operator is opaque to the tracer: count the conv
+        for m in acts.values():
+            m.act_impl = 'torch'
+        with torch.no_grad():
+            total = analyzer.total()
+            per_module = analyzer.by_module_and_operator()
+    finally:
+        for name, m in acts.items():
+            m.act_impl = impls[name]
+    act = sum(per_module.get(name, {}).get('conv', 0) for name in acts)
+    total, act = float(total), float(act)  # some handlers count in tensors
+    return dict(gflops=total / 1e9, act_gflops=act / 1e9,
+                official_gflops=(total - act) / 1e9)
