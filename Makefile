@@ -1,14 +1,24 @@
 # vanillanet_mm: `make demo` runs the main job, `make test` the lint (ruff)
-# and the test suite.
-# Both first build .venv from nothing (scripts/setup_env.sh, idempotent).
+# and the test suite, `make test-compat` the tests on the lower-bound stack.
+# Each first builds its virtualenv from nothing (scripts/setup_env.sh,
+# idempotent).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# the lower bound: torch 2.1.2 / torchvision 0.16.2 / numpy < 2, mmcv 2.1.0
+LOWER_VENV ?= .venv-lower
+# there: the default subset plus the slow tests marked `compat`, the
+# end-to-end runs a user makes first (train -> test -> --deploy, the wheel
+# outside the repository, mmdet's and mmseg's own tools)
+COMPAT_PYTEST_ARGS ?= -m "not slow or compat"
 
-.PHONY: venv demo deploy-demo test lint probe clean
+.PHONY: venv venv-lower demo deploy-demo test test-compat lint probe clean
 
 venv:
 	bash scripts/setup_env.sh
+
+venv-lower:
+	STACK=lower VENV=$(LOWER_VENV) bash scripts/setup_env.sh
 
 demo: venv
 	$(PY) tools/demo.py
@@ -26,6 +36,9 @@ deploy-demo: venv
 test: venv lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
+test-compat: venv-lower
+	$(LOWER_VENV)/bin/python -m pytest -q $(COMPAT_PYTEST_ARGS) tests
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -42,4 +55,4 @@ probe: venv
 	  rc=$$?; rm -rf $$d; exit $$rc
 
 clean:
-	rm -rf $(VENV) work_dirs
+	rm -rf $(VENV) $(LOWER_VENV) work_dirs

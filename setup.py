@@ -75,7 +75,8 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        'tests': ['pytest', 'onnx', 'onnxruntime', 'ruff'],
+        # psutil: mmdet's own tools/analysis_tools/benchmark.py
+        'tests': ['pytest', 'onnx', 'onnxruntime', 'ruff', 'psutil'],
         # tools/deploy.py: mmdeploy==1.3.1 itself goes in with --no-deps (its
         # pins would downgrade onnx and protobuf; scripts/setup_env.sh does
         # it); these are the packages it imports that the stack lacks.

@@ -3,27 +3,45 @@
 #
 #   bash scripts/setup_env.sh          # or: make venv
 #
-# Installs torch 2.14.1 / torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 (built
-# from the registry's source package with its ops), mmdet 3.3.0,
+# Installs torch / torchvision of the chosen STACK, mmengine 0.10.7, mmcv 2.1.0
+# (built from the registry's source package with its ops), mmdet 3.3.0,
 # mmsegmentation 1.2.2, timm, then this package in editable mode with its
 # tests and deploy extras (mmdeploy 1.3.1 with --no-deps).
-# mmcv 2.1.0 has no wheel for this stack: its setup.py hard-codes -std=c++14/17
-# while torch >= 2.10 headers need C++20, and it imports pkg_resources (gone in
-# setuptools >= 81; torch 2.14 itself needs setuptools >= 77.0.3). We patch the
-# flags, build with setuptools 77-80 and --no-build-isolation, and cache the
-# wheel in $MMCV_WHEEL_DIR for reuse.
+#
+# STACK=latest (default): torch 2.14.1 / torchvision 0.29.1, the newest release
+#   the package supports. mmcv 2.1.0 has no wheel for it: its setup.py
+#   hard-codes -std=c++14/17 while torch >= 2.10 headers need C++20, so the
+#   flags are patched; torch 2.14 needs setuptools >= 77.0.3.
+# STACK=lower: torch 2.1.2 / torchvision 0.16.2 with numpy < 2, the stack of
+#   mmcv 2.1.0's prebuilt wheels that most MMDetection 3.3 users run (here the
+#   registry's CUDA wheel of torch, which imports on a CPU machine). mmcv keeps
+#   its own C++17 flags.
+# Both build mmcv with setuptools < 81 (its setup.py imports pkg_resources)
+# and --no-build-isolation, and cache the wheel per torch version in
+# $MMCV_WHEEL_DIR/torch-<version> for reuse.
 #
 # Environment:
-#   VENV            virtualenv path            (default: .venv in the repo)
+#   STACK           latest | lower             (default: latest)
+#   VENV            virtualenv path            (default: .venv, .venv-lower)
 #   PYTHON          interpreter for the venv   (default: python3.11, else python3)
 #   MMCV_WHEEL_DIR  cached mmcv wheel folder   (default: ~/.cache/vanillanet_mm/wheels)
 #   MAX_JOBS        parallel compile jobs      (default: nproc)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$ROOT/.venv}"
+STACK="${STACK:-latest}"
+case "$STACK" in
+  latest) TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
+          BUILD_PINS=("setuptools>=77.0.3,<81"); CXX20=1
+          VENV="${VENV:-$ROOT/.venv}" ;;
+  lower)  TORCH_PINS=("torch==2.1.2" "torchvision==0.16.2" "numpy<2")
+          BUILD_PINS=("setuptools<81"); CXX20=0
+          VENV="${VENV:-$ROOT/.venv-lower}" ;;
+  *) echo "[setup_env] unknown STACK=$STACK: use latest or lower" >&2; exit 2 ;;
+esac
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
-MMCV_WHEEL_DIR="${MMCV_WHEEL_DIR:-$HOME/.cache/vanillanet_mm/wheels}"
+TORCH_VERSION="${TORCH_PINS[0]#torch==}"
+MMCV_WHEEL_DIR="${MMCV_WHEEL_DIR:-$HOME/.cache/vanillanet_mm/wheels}/torch-$TORCH_VERSION"
 MMCV_VERSION=2.1.0
 MMDEPLOY_VERSION=1.3.1
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
@@ -32,7 +50,7 @@ STAMP="$VENV/.vanillanet_mm.stamp"
 say() { printf '[setup_env] %s\n' "$*"; }
 
 # What the stamp certifies: this script and setup.py, unchanged.
-want_stamp="$(cat "$0" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
+want_stamp="$( (echo "$STACK"; cat "$0" "$ROOT/setup.py") | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]] \
    && "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, vanillanet_mm, mmdeploy" 2>/dev/null; then
   say "environment in $VENV is up to date"
@@ -44,9 +62,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# The stack's pins hold for every later install, so no dependency moves them.
+PINS="$VENV/stack-constraints.txt"
+printf '%s\n' "${TORCH_PINS[@]}" >"$PINS"
 
-say "installing torch / torchvision and build tools"
-"${PIP[@]}" install -q "setuptools>=77.0.3,<81" wheel ninja "torch==2.14.1" "torchvision==0.29.1"
+say "installing ${TORCH_PINS[*]} and build tools ($STACK stack)"
+"${PIP[@]}" install -q "${BUILD_PINS[@]}" wheel ninja "${TORCH_PINS[@]}"
 
 mmcv_wheel() { ls "$MMCV_WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1; }
 
@@ -62,7 +83,9 @@ if [[ -z "$(mmcv_wheel)" ]]; then
   tar -xzf "$work"/mmcv-"$MMCV_VERSION".tar.gz -C "$work"
   src="$work/mmcv-$MMCV_VERSION"
   # torch >= 2.10 headers need C++20.
-  sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
+  if [[ "$CXX20" == 1 ]]; then
+    sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
+  fi
   (
     cd "$src"
     MMCV_WITH_OPS=1 "${PIP[@]}" wheel -v --no-deps --no-build-isolation -w "$work/dist" . >>"$log" 2>&1
@@ -86,9 +109,9 @@ if [[ -z "$(mmcv_wheel)" ]]; then
 fi
 
 say "installing mmcv (cached wheel), mmengine, mmdet, mmsegmentation, timm"
-"${PIP[@]}" install -q "$(mmcv_wheel)"
+"${PIP[@]}" install -q -c "$PINS" "$(mmcv_wheel)"
 say "installing vanillanet_mm (editable) and its dependencies"
-"${PIP[@]}" install -q -e "$ROOT[tests,deploy]"
+"${PIP[@]}" install -q -c "$PINS" -e "$ROOT[tests,deploy]"
 # tools/deploy.py: mmdeploy without its pins (protobuf<=3.20.2 would downgrade
 # protobuf and with it onnx); the deploy extra above brings what it imports.
 say "installing mmdeploy $MMDEPLOY_VERSION (--no-deps)"

@@ -22,6 +22,7 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.compat
 @pytest.mark.parametrize('det', [True, False], ids=['mask_rcnn', 'upernet'])
 def test_train_then_test_and_deploy(tmp_path, data, det):
     cfg = DET if det else SEG
