@@ -227,7 +227,7 @@ def _checkpoints(tmp_path, text, det):
     BN statistics non-trivial; detection: class 1 favoured, so every RoI is
     a detection) and its to-deploy conversion, with both configs. The
     detector keeps every anchor's box (no top-k, NMS that removes nothing;
-    small images at their own size, so that is about a thousand): a random model's
+    small images at their own size, so about a thousand): a random model's
     near-equal scores could otherwise let a 1e-7 difference pick other
     boxes."""
     if det:
