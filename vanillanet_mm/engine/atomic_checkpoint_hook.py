@@ -49,8 +49,8 @@ class DiskFullError(SystemExit):
     (mmengine's Runner and mmdet's tools print no traceback for it)."""
 
 
-def _mib(n: int) -> str:
-    return f'{n / 2**20:.1f} MiB'
+def _size(n: int) -> str:
+    return f'{n / 2**20:.1f} MiB' if n >= 2**20 else f'{n / 2**10:.0f} KiB'
 
 
 @HOOKS.register_module()
@@ -116,19 +116,21 @@ class AtomicCheckpointHook(CheckpointHook):
             os.remove(tmp)
         pointer = osp.join(runner.work_dir, 'last_checkpoint')
         intact = open(pointer).read().strip() if osp.isfile(pointer) else ''
-        if osp.isfile(intact):
-            size, what = osp.getsize(intact), 'about'
-            kept = (f'{intact} is intact and last_checkpoint names it: '
-                    f'free the space, then --resume continues from it')
-        else:
-            size, what = written, 'more than'
-            kept = 'no earlier checkpoint was written'
         free = shutil.disk_usage(self.out_dir).free
+        if osp.isfile(intact):
+            size = osp.getsize(intact)
+            need = (f'a checkpoint takes about {_size(size)}, {_size(free)} '
+                    f'is free: free at least {_size(max(size - free, 0))} '
+                    f'more')
+            kept = (f'{intact} is intact and last_checkpoint names it; '
+                    f'--resume continues from it')
+        else:
+            need = (f'a checkpoint takes more than {_size(written)} and '
+                    f'{_size(free)} is free: free more space')
+            kept = 'no earlier checkpoint was written'
         return DiskFullError(
             f'AtomicCheckpointHook: error: no space left on the device of '
-            f'{self.out_dir} while writing {self.last_ckpt}: a checkpoint '
-            f'takes {what} {_mib(size)}, {_mib(free)} is free (free at '
-            f'least {_mib(max(size - free, 0))} more); {kept}')
+            f'{self.out_dir} while writing {self.last_ckpt}: {need}; {kept}')
 
 
 def use_atomic_checkpoints(cfg: Config) -> None:
