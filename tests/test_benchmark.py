@@ -56,20 +56,26 @@ def test_model_mode(tmp_path):
                 'configs/mask_rcnn/vanillanet_demo.py', '--img-dir',
                 tmp_path / 'demo/images/validation', '--iters', '2',
                 '--warmup', '1', '--models', 'vanillanet_train',
-                'vanillanet_fused', 'resnet50', '--flops-shape', '192', '256',
+                'vanillanet_fused', 'resnet50', 'swin_t',
+                '--flops-shape', '192', '256',
                 '--out', out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     recs = json.loads(out.read_text())
     assert [r['model'] for r in recs] == ['vanillanet_train',
-                                          'vanillanet_fused', 'resnet50']
+                                          'vanillanet_fused', 'resnet50',
+                                          'swin_t']
     assert all(r['median_ms'] > 0 for r in recs)
     flops = {r['model']: r['flops'] for r in recs}
     assert flops['vanillanet_fused']['gflops'] < flops['vanillanet_train'][
         'gflops']
     assert flops['resnet50']['act_gflops'] == 0
+    swin = flops['swin_t']  # attention products: invisible to module hooks
+    assert swin['matmul_gflops'] > 0 and swin['act_gflops'] == 0
+    assert swin['official_gflops'] == pytest.approx(
+        swin['gflops'] - swin['matmul_gflops'])
     for f in flops.values():  # the demo is no official recipe
         assert f['official_gflops_table'] is None and f['gflops'] > 0
-    assert 'w/o act' in proc.stdout
+    assert 'module-hook' in proc.stdout
 
 
 @pytest.mark.parametrize('args, match', [
@@ -141,6 +147,7 @@ def test_model_flops_both_conventions(tmp_path):
     train = model_flops(model, shape)
     assert len(outs) == len(model.backbone.stages) + 1  # stem + stages
     assert train['act_gflops'] == pytest.approx(macs / 1e9, rel=1e-9)
+    assert train['matmul_gflops'] == 0  # no attention here
     assert train['official_gflops'] == pytest.approx(
         train['gflops'] - train['act_gflops'], rel=1e-9)
     model.backbone.switch_to_deploy()

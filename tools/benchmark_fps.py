@@ -327,13 +327,15 @@ def print_complexity(records) -> None:
         return
     h, w = next(iter(rows.values()))['shape']
     print(f'\nwhole model at 1x3x{h}x{w}: GFLOPs (1 multiply-add = 1) and '
-          f'params; "w/o act" leaves out the series activations\' '
-          f'depthwise convs, which the official counter cannot see')
-    print(f"{'model':<24}{'GFLOPs':>9}{'act':>7}{'w/o act':>9}"
-          f"{'official':>10}{'params M':>10}{'official':>10}")
+          f'params. "act": the series activations\' depthwise convs, '
+          f'"matmul": products outside layers (attention); the official '
+          f'counter sees neither, "module-hook" is the total less both')
+    print(f"{'model':<24}{'GFLOPs':>9}{'act':>7}{'matmul':>8}"
+          f"{'module-hook':>12}{'official':>10}{'params M':>10}"
+          f"{'official':>10}")
     for name, f in rows.items():
         print(f"{name:<24}{f['gflops']:>9.1f}{f['act_gflops']:>7.1f}"
-              f"{f['official_gflops']:>9.1f}"
+              f"{f['matmul_gflops']:>8.1f}{f['official_gflops']:>12.1f}"
               f"{fmt(f['official_gflops_table']):>10}"
               f"{f['params_m']:>10.1f}"
               f"{fmt(f['official_params_m_table']):>10}")

@@ -2,12 +2,12 @@
 
 mmengine's :class:`~mmengine.analysis.FlopAnalyzer` (one multiply-add = one
 FLOP, as mmcv's counter and the official tables) traces ``model._forward`` on
-one ``1×3×H×W`` input, so every conv counts, including the depthwise convs
-of the series activations. The official VanillaNet detection table (mmcv
-1.x's ``get_model_complexity_info``, module hooks) cannot see those: upstream
-runs them as ``F.conv2d`` inside an ``nn.ReLU`` subclass. ``official_gflops``
-is therefore the total less the activation convs, the number to put next to
-that table.
+one ``1×3×H×W`` input, so every operator counts. The official VanillaNet
+detection table (mmcv 1.x's ``get_model_complexity_info``) counts through
+module hooks and misses what runs as a plain function: VanillaNet's series
+activations (upstream: ``F.conv2d`` inside an ``nn.ReLU`` subclass) and
+Swin's attention products (``q @ k``, ``attn @ v``). ``official_gflops`` is
+the total less those two, the number to put next to that table.
 """
 from typing import Dict, Sequence
 
@@ -15,6 +15,9 @@ import torch
 from torch import nn
 
 from .models.blocks import SeriesActivation
+
+# mmengine's names of the products module hooks cannot see
+_FUNCTIONAL_PRODUCTS = ('matmul', 'bmm', 'einsum')
 
 
 class _TensorForward(nn.Module):
@@ -43,7 +46,8 @@ def _data_samples(model: nn.Module, shape: Sequence[int]):
 def model_flops(model: nn.Module, shape: Sequence[int]) -> Dict[str, float]:
     """GFLOPs of ``model`` (eval mode) at input ``1×3×shape``: ``gflops``
     (everything mmengine counts), ``act_gflops`` (the series activations'
-    depthwise convs) and ``official_gflops`` (the difference)."""
+    depthwise convs), ``matmul_gflops`` (tensor products outside layers,
+    e.g. attention) and ``official_gflops`` (the total less both)."""
     from mmengine.analysis import FlopAnalyzer
     wrapper = _TensorForward(model, _data_samples(model, shape)).eval()
     x = torch.rand(1, 3, *shape, device=next(model.parameters()).device)
@@ -58,10 +62,14 @@ def model_flops(model: nn.Module, shape: Sequence[int]) -> Dict[str, float]:
         with torch.no_grad():
             total = analyzer.total()
             per_module = analyzer.by_module_and_operator()
+            per_op = analyzer.by_operator()
     finally:
         for name, m in acts.items():
             m.act_impl = impls[name]
     act = sum(per_module.get(name, {}).get('conv', 0) for name in acts)
-    total, act = float(total), float(act)  # some handlers count in tensors
+    matmul = sum(per_op.get(op, 0) for op in _FUNCTIONAL_PRODUCTS)
+    # some handlers count in tensors
+    total, act, matmul = float(total), float(act), float(matmul)
     return dict(gflops=total / 1e9, act_gflops=act / 1e9,
-                official_gflops=(total - act) / 1e9)
+                matmul_gflops=matmul / 1e9,
+                official_gflops=(total - act - matmul) / 1e9)
