@@ -1,5 +1,6 @@
 # vanillanet_mm: `make demo` runs the main job, `make test` the lint (ruff)
-# and the test suite, `make test-compat` the tests on the lower-bound stack.
+# and the default tests, `make test-slow` the end-to-end ones (minutes each),
+# `make test-compat` the tests on the lower-bound stack. CI runs all three.
 # Each first builds its virtualenv from nothing (scripts/setup_env.sh,
 # idempotent).
 VENV ?= .venv
@@ -12,7 +13,8 @@ LOWER_VENV ?= .venv-lower
 # outside the repository, mmdet's and mmseg's own tools)
 COMPAT_PYTEST_ARGS ?= -m "not slow or compat"
 
-.PHONY: venv venv-lower demo deploy-demo test test-compat lint probe clean
+.PHONY: venv venv-lower demo deploy-demo test test-slow test-compat lint probe \
+	clean
 
 venv:
 	bash scripts/setup_env.sh
@@ -34,7 +36,10 @@ deploy-demo: venv
 	  "$$(cat work_dirs/demo/seg/last_checkpoint)" --work-dir work_dirs/demo/deploy/seg --test
 
 test: venv lint
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS) tests
 
 test-compat: venv-lower
 	$(LOWER_VENV)/bin/python -m pytest -q $(COMPAT_PYTEST_ARGS) tests

@@ -39,6 +39,9 @@ case "$STACK" in
           VENV="${VENV:-$ROOT/.venv-lower}" ;;
   *) echo "[setup_env] unknown STACK=$STACK: use latest or lower" >&2; exit 2 ;;
 esac
+# absolute: the mmcv build runs its pip from the unpacked source folder
+mkdir -p "$(dirname "$VENV")"
+VENV="$(cd "$(dirname "$VENV")" && pwd)/$(basename "$VENV")"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 TORCH_VERSION="${TORCH_PINS[0]#torch==}"
 MMCV_WHEEL_DIR="${MMCV_WHEEL_DIR:-$HOME/.cache/vanillanet_mm/wheels}/torch-$TORCH_VERSION"

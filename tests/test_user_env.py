@@ -149,28 +149,37 @@ def test_wheel_runs_outside_the_repository(tmp_path, data):
 
 
 # ------------------------------------------------ mmdet's / mmseg's tools
-@pytest.mark.slow
-@pytest.mark.compat
-def test_mmdet_own_tools_on_our_config(tmp_path, data):
-    """mmdet's shipped train.py / test.py / get_flops.py / benchmark.py with
-    the demo config (custom_imports from the config, nothing else)."""
-    opts = [*data_options(data, det=True), 'train_cfg.max_epochs=1',
-            'train_cfg.val_interval=1', 'custom_hooks.0.decay_epochs=0.5',
-            'default_hooks.checkpoint.interval=1']
+def _own_train_and_test(package, config, det, loop, tmp_path, data):
+    """The package's shipped train.py on ``config`` (custom_imports from the
+    config, nothing else), then its test.py on the checkpoint."""
     wd = tmp_path / 'work'
-    proc = run([sys.executable, tool_of('mmdet', 'train.py'), DET_DEMO,
-                '--work-dir', wd, '--cfg-options', *opts])
+    proc = run([sys.executable, tool_of(package, 'train.py'), config,
+                '--work-dir', wd, '--cfg-options', *data_options(data, det),
+                *loop])
     assert proc.returncode == 0, proc.stderr[-4000:]
     ckpt = Path((wd / 'last_checkpoint').read_text().strip())
     assert ckpt.is_file()
     assert not list(wd.glob('.*.tmp'))
     log = next(wd.glob('*/*.log')).read_text()
     assert 'AtomicCheckpointHook' in log  # the config's own hook
-    proc = run([sys.executable, tool_of('mmdet', 'test.py'), DET_DEMO, ckpt,
+    proc = run([sys.executable, tool_of(package, 'test.py'), config, ckpt,
                 '--work-dir', tmp_path / 'test', '--cfg-options',
-                *data_options(data, det=True)])
+                *data_options(data, det)])
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
+    assert ('coco/bbox_mAP' if det else 'mIoU') in proc.stdout + proc.stderr
+    return ckpt
+
+
+@pytest.mark.slow
+@pytest.mark.compat
+def test_mmdet_own_tools_on_our_config(tmp_path, data):
+    """mmdet's shipped train.py / test.py / get_flops.py / benchmark.py."""
+    ckpt = _own_train_and_test(
+        'mmdet', DET_DEMO, True, ['train_cfg.max_epochs=1',
+                                  'train_cfg.val_interval=1',
+                                  'custom_hooks.0.decay_epochs=0.5',
+                                  'default_hooks.checkpoint.interval=1'],
+        tmp_path, data)
     proc = run([sys.executable, tool_of('mmdet', 'analysis_tools/'
                                         'get_flops.py'), DET_DEMO,
                 '--num-images', '1', '--cfg-options',
@@ -192,19 +201,11 @@ def test_mmdet_own_tools_on_our_config(tmp_path, data):
 @pytest.mark.slow
 @pytest.mark.compat
 def test_mmseg_own_tools_on_our_config(tmp_path, data):
-    opts = [*data_options(data, det=False), 'train_cfg.max_iters=2',
-            'train_cfg.val_interval=2', 'custom_hooks.0.decay_iters=1',
-            'default_hooks.checkpoint.interval=2']
-    wd = tmp_path / 'work'
-    proc = run([sys.executable, tool_of('mmseg', 'train.py'), SEG_DEMO,
-                '--work-dir', wd, '--cfg-options', *opts])
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    ckpt = Path((wd / 'last_checkpoint').read_text().strip())
-    proc = run([sys.executable, tool_of('mmseg', 'test.py'), SEG_DEMO, ckpt,
-                '--work-dir', tmp_path / 'test', '--cfg-options',
-                *data_options(data, det=False)])
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert 'mIoU' in proc.stdout + proc.stderr
+    _own_train_and_test('mmseg', SEG_DEMO, False,
+                        ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                         'custom_hooks.0.decay_iters=1',
+                         'default_hooks.checkpoint.interval=2'],
+                        tmp_path, data)
 
 
 # ------------------------------------------------------------- inference
