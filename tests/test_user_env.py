@@ -302,6 +302,7 @@ def test_inferencers_training_form_and_fused_agree(tmp_path, det):
             assert (la - lb).abs().max() <= 1e-4 * la.abs().max()
 
 
+@pytest.mark.slow
 def test_infer_tool_writes_pictures(tmp_path):
     cfg, ckpt, deploy_cfg, fused = _checkpoints(tmp_path, DET_CFG, True)
     images = _images(tmp_path, n=3)
