@@ -80,7 +80,9 @@ class RecordHook(Hook):
             iter=runner.iter, epoch=runner.epoch, batch_idx=batch_idx,
             act_learn=runner.model.backbone.act_learn, ema=emas,
             logged=runner.message_hub.get_scalar('train/act_learn').current(),
-            loss=float(outputs['loss'])))
+            loss=float(outputs['loss']),
+            # the next iteration's (ParamSchedulerHook stepped before this)
+            lr=runner.optim_wrapper.get_lr()['lr'][0]))
 
 
 def loader(n=8, batch_size=2, seed=0):
@@ -94,12 +96,15 @@ def make_runner(work_dir, hooks, train_cfg, model=None, **kwargs):
     """A Runner that trains when ``train_cfg`` is given, else only tests."""
     torch.manual_seed(0)
     train = train_cfg is not None
+    optim_wrapper = kwargs.pop('optim_wrapper', dict(
+        optimizer=dict(type='SGD', lr=0.05, momentum=0.9))) if train else None
     return Runner(
         model=model or TinyClassifier(),
         work_dir=str(work_dir),
         train_dataloader=loader() if train else None,
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9))
-        if train else None,
+        optim_wrapper=optim_wrapper,
+        # as Runner.from_cfg (tools/train.py) keeps it
+        cfg=dict(optim_wrapper=optim_wrapper),
         train_cfg=train_cfg,
         custom_hooks=hooks,
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),

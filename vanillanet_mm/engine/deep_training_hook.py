@@ -1,13 +1,19 @@
-"""The paper's deep training: anneal λ (``act_learn``) from 0 to 1."""
+"""The paper's deep training: anneal λ (``act_learn``) from 0 to 1, then
+(optionally) merge each deep pair and train on the shallow network."""
 import math
 from typing import Optional
 
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
+from ..models.checkpoint import STEM_KEYS
 from ..utils.errors import ConfigError
-from .utils import modules_with
+from .optimizer_rebuild import rebuild_optimizer
+from .switch_to_deploy_hook import num_params
+from .utils import model_roots, modules_with, switch_modules, unwrap
 
 
 @HOOKS.register_module()
@@ -21,7 +27,18 @@ class DeepTrainingHook(Hook):
     uninterrupted one. ``per_iter=True`` updates before every iteration
     (epoch progress = epoch + iter_in_epoch / len(loader)); ``per_iter=False``
     updates at each epoch start, as the official trainer. λ is logged as the
-    scalar ``act_learn``. Nothing is fused here: validation sees the deep form.
+    scalar ``act_learn``.
+
+    ``fuse_at_end=True``: once λ reaches 1 the network is linear between
+    each pair's BNs, so each pair (and the stem's) is merged into one conv
+    followed by the second pair's BN (:meth:`VanillaNet.switch_to_shallow`;
+    the BN is kept because the merged conv still trains with batch
+    statistics, and so the eval output is unchanged). The rest of the
+    schedule pays for one conv per stage instead of two. The EMA copies are
+    merged too, the optimizer is rebuilt for the new parameters (same
+    config: layer decay, no weight decay on 1-D parameters) at the point of
+    the schedule reached, and kept parameters keep their optimizer state.
+    A checkpoint written after the merge resumes into the merged form.
 
     Args:
         decay_epochs (float, optional): λ reaches ``end`` after this many
@@ -35,13 +52,17 @@ class DeepTrainingHook(Hook):
         end (float): final λ; 1 makes the network fusable. Defaults to 1.
         per_iter (bool): update before every iteration (True) or at each
             epoch start (False, official). Defaults to True.
+        fuse_at_end (bool): merge the deep pairs when λ reaches 1 and keep
+            training the shallow network (needs ``end=1``). Defaults to
+            False.
     """
 
     priority = 'ABOVE_NORMAL'  # before EMAHook and loggers
 
     def __init__(self, decay_epochs: Optional[float] = None,
                  decay_iters: Optional[int] = None, schedule: str = 'linear',
-                 start: float = 0.0, end: float = 1.0, per_iter: bool = True):
+                 start: float = 0.0, end: float = 1.0, per_iter: bool = True,
+                 fuse_at_end: bool = False):
         if (decay_epochs is None) == (decay_iters is None):
             raise ConfigError('DeepTrainingHook needs exactly one of '
                              'decay_epochs / decay_iters')
@@ -51,6 +72,10 @@ class DeepTrainingHook(Hook):
         if schedule not in ('linear', 'cosine'):
             raise ConfigError(f"schedule must be 'linear' or 'cosine', got "
                              f'{schedule!r}')
+        if fuse_at_end and end != 1:
+            raise ConfigError(f'fuse_at_end needs end=1 (the pairs merge '
+                             f'exactly only at λ = 1), got end={end}')
+        self.fuse_at_end = fuse_at_end
         self.decay_epochs = decay_epochs
         self.decay_iters = decay_iters
         self.schedule = schedule
@@ -82,6 +107,42 @@ class DeepTrainingHook(Hook):
         for m in modules_with(runner, 'set_act_learn'):
             m.set_act_learn(value)
         runner.message_hub.update_scalar('train/act_learn', value)
+        if self.fuse_at_end and value == 1.0:
+            self._switch_to_shallow(runner)
+
+    def _switch_to_shallow(self, runner, force: bool = False) -> None:
+        """Merge every deep pair (model and EMA copies), then rebuild what
+        holds the old parameters: EMA averages, DDP, the optimizer."""
+        merged = []
+        for label, root in model_roots(runner):
+            before = num_params(root)
+            if switch_modules(root, 'switch_to_shallow', 'deep',
+                              force=force):
+                merged.append(f'{label} {before / 1e6:.3f}M -> '
+                              f'{num_params(root) / 1e6:.3f}M parameters')
+        if not merged:
+            return
+        for hook in runner.hooks:
+            if isinstance(hook, EMAHook) and hasattr(hook, 'ema_model'):
+                ema = hook.ema_model
+                ema.avg_parameters = (
+                    ema.module.state_dict() if ema.update_buffers else
+                    dict(ema.module.named_parameters()))
+        if is_model_wrapper(runner.model):  # DDP holds the old parameters
+            runner.model = runner.wrap_model(
+                runner.cfg.get('model_wrapper_cfg'), unwrap(runner.model))
+        rebuild_optimizer(runner)
+        print_log('DeepTrainingHook: λ = 1, merged the deep pairs, training '
+                  'goes on in the shallow form: ' + '; '.join(merged),
+                  logger='current')
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # a checkpoint written after the merge: take its form before the
+        # runner loads the weights and the optimizer state into the model
+        key = STEM_KEYS['shallow']
+        if any(k == key or k.endswith('.' + key)
+               for k in checkpoint.get('state_dict', {})):
+            self._switch_to_shallow(runner, force=True)  # weights come next
 
     def before_train(self, runner) -> None:
         if not modules_with(runner, 'set_act_learn'):

@@ -4,10 +4,10 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from .utils import model_roots
+from .utils import model_roots, switch_modules
 
 
-def _num_params(model) -> int:
+def num_params(model) -> int:
     return parameter_count(model)['']
 
 
@@ -28,20 +28,12 @@ class SwitchToDeployHook(Hook):
 
     def before_test_epoch(self, runner) -> None:
         for label, root in model_roots(runner):
-            todo = [(name, m) for name, m in root.named_modules()
-                    if hasattr(m, 'switch_to_deploy')
-                    and not getattr(m, 'deploy', False)]
-            if not todo:
+            before = num_params(root)
+            fused = switch_modules(root, 'switch_to_deploy', 'deploy')
+            if not fused:
                 print_log(f'SwitchToDeployHook: {label} already fused',
                           logger='current')
                 continue
-            before = _num_params(root)
-            fused = []
-            for name, m in todo:
-                if getattr(m, 'deploy', False):  # fused by its parent
-                    continue
-                m.switch_to_deploy()
-                fused.append(name or type(m).__name__)
             print_log(f'SwitchToDeployHook: fused {", ".join(fused)} of '
                       f'{label}; parameters {before / 1e6:.2f}M -> '
-                      f'{_num_params(root) / 1e6:.2f}M', logger='current')
+                      f'{num_params(root) / 1e6:.2f}M', logger='current')

@@ -27,3 +27,22 @@ def modules_with(runner, attr: str, include_ema: bool = True
     """Every module of the runner's model (and EMA model) having ``attr``."""
     return [m for _, root in model_roots(runner, include_ema)
             for m in root.modules() if hasattr(m, attr)]
+
+
+def switch_modules(root: nn.Module, method: str, flag: str,
+                   **kwargs) -> List[str]:
+    """Call ``method()`` (e.g. ``'switch_to_deploy'``) on every module of
+    ``root`` that has it and whose ``flag`` says it still needs it (``deploy``
+    False, or ``deep`` True); a child switched by its parent is skipped.
+    ``kwargs`` go to each call. Returns the names of the modules switched."""
+    def pending(m):
+        return hasattr(m, method) and getattr(m, flag, False) == (
+            flag == 'deep')
+
+    todo = [(name, m) for name, m in root.named_modules() if pending(m)]
+    done = []
+    for name, m in todo:
+        if pending(m):
+            getattr(m, method)(**kwargs)
+            done.append(name or type(m).__name__)
+    return done

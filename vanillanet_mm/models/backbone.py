@@ -18,11 +18,11 @@ from .blocks import (
     Block,
     SeriesActivation,
     check_fusable,
-    conv_from,
     conv_norm,
+    fold_norm,
+    merge_deep_pair,
 )
 from .checkpoint import ACT_LEARN_KEY, STEM_KEYS, load_pretrained
-from .fusion import fuse_deep_pair
 
 
 def _arch(dims, strides, ada_pool=None):
@@ -62,6 +62,11 @@ class VanillaNet(BaseModule):
             requires_grad=True)``.
         deploy (bool): build the fused (inference) form directly.
             Defaults to False.
+        deep_training (bool): train each stage (and the stem) as the deep
+            pair conv-BN, λ-leaky ReLU, conv-BN. False builds the shallow
+            form, one conv-BN each: the paper's "without deep training"
+            baseline, and what :meth:`switch_to_shallow` turns a deep model
+            into at λ = 1. Defaults to True.
         act_learn (float): initial λ (see "λ rule" below). Defaults to 1.0.
         with_cp (bool): gradient checkpointing of each stage (saves
             memory). Defaults to False.
@@ -131,6 +136,7 @@ class VanillaNet(BaseModule):
                  norm_eval: bool = False,
                  norm_cfg: dict = DEFAULT_NORM_CFG,
                  deploy: bool = False,
+                 deep_training: bool = True,
                  act_learn: float = 1.0,
                  with_cp: bool = False,
                  act_impl: str = 'auto',
@@ -167,6 +173,7 @@ class VanillaNet(BaseModule):
         self.with_cp = with_cp
         self.channels_last = channels_last
         self.deploy = deploy
+        self.deep = deep_training and not deploy
 
         stem_stride, stem_pad = (3, 1) if self.arch.get('ada_pool') else (4, 0)
         # The stem sits at the top level so that state dicts use the
@@ -177,15 +184,20 @@ class VanillaNet(BaseModule):
             self.stem = nn.Sequential(
                 nn.Conv2d(in_channels, dims[0], **self._stem_conv),
                 SeriesActivation(dims[0], act_num, deploy=True))
-        else:
+        elif self.deep:
             self.stem1 = conv_norm(in_channels, dims[0], norm_cfg,
                                    **self._stem_conv)
             self.stem2 = nn.Sequential(
                 *conv_norm(dims[0], dims[0], norm_cfg),
                 SeriesActivation(dims[0], act_num, norm_cfg=norm_cfg))
+        else:
+            self.stem = nn.Sequential(
+                *conv_norm(in_channels, dims[0], norm_cfg, **self._stem_conv),
+                SeriesActivation(dims[0], act_num, norm_cfg=norm_cfg))
         self.stages = nn.ModuleList(
             Block(dims[i], dims[i + 1], act_num, strides[i], deploy,
-                  ada_pool[i] or None, norm_cfg) for i in range(num_stages))
+                  ada_pool[i] or None, norm_cfg, self.deep)
+            for i in range(num_stages))
         # Persistent, so our checkpoints (and resumed runs) carry λ.
         self.register_buffer('_act_learn', torch.tensor(float(act_learn)))
         self.set_act_learn(1.0 if deploy else act_learn)
@@ -249,6 +261,13 @@ class VanillaNet(BaseModule):
 
     # ------------------------------------------------------------------ λ
     @property
+    def layout(self) -> str:
+        """'training' (deep pairs), 'shallow' (one conv-BN) or 'deploy'."""
+        if self.deploy:
+            return 'deploy'
+        return 'training' if self.deep else 'shallow'
+
+    @property
     def act_learn(self) -> float:
         """λ, the leaky-ReLU slope between each pair of convs (1 = linear)."""
         return self._act_learn_value
@@ -271,6 +290,13 @@ class VanillaNet(BaseModule):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Every loader (torch's and mmengine's) calls this hook per module, so
         # the λ rule holds on every load path.
+        if self.deep and prefix + STEM_KEYS['shallow'] in state_dict:
+            # written after switch_to_shallow() (DeepTrainingHook
+            # fuse_at_end): take that form; the weights are loaded below
+            self.switch_to_shallow(force=True)
+            print_log(f'VanillaNet {prefix.rstrip(".") or "(root)"}: weights '
+                      'in the shallow form (merged at λ = 1) -> switched to '
+                      'it', logger='current')
         key = prefix + ACT_LEARN_KEY
         if key not in state_dict and any(
                 prefix + k in state_dict for k in STEM_KEYS.values()):
@@ -298,10 +324,10 @@ class VanillaNet(BaseModule):
         self._check_input(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.deploy:
-            x = self.stem(x)
-        else:
+        if self.deep:
             x = self.stem2(F.leaky_relu(self.stem1(x), self.act_learn))
+        else:
+            x = self.stem(x)
         feats = {'stem': x}
         for i, stage in enumerate(self.stages):
             if self.with_cp and self.training and x.requires_grad:
@@ -311,7 +337,27 @@ class VanillaNet(BaseModule):
             feats[i] = x
         return tuple(feats[idx] for idx in self.out_indices)
 
-    # -------------------------------------------------------------- deploy
+    # -------------------------------------------------------------- fusion
+    @torch.no_grad()
+    def switch_to_shallow(self, force: bool = False) -> None:
+        """Merge every deep pair into one conv-BN, in place (idempotent).
+
+        The result still trains (the second pair's BN is kept) and equals
+        the deep network in eval mode. Exact only at λ = 1, like
+        :meth:`switch_to_deploy`; ``force=True`` merges as if λ were 1.
+        """
+        if not self.deep:
+            return
+        check_fusable(self.act_learn, force, 'switch_to_shallow()')
+        self.stem = nn.Sequential(*merge_deep_pair(self.stem1, self.stem2[:2]),
+                                  self.stem2[2])
+        del self.stem1, self.stem2
+        for stage in self.stages:
+            stage.switch_to_shallow(force)
+        self.deep = False
+        self.set_act_learn(1.0)
+        self._freeze_stages()
+
     @torch.no_grad()
     def switch_to_deploy(self, force: bool = False) -> None:
         """Fuse in place into the inference form (idempotent).
@@ -322,14 +368,10 @@ class VanillaNet(BaseModule):
         """
         if self.deploy:
             return
-        check_fusable(self.act_learn, force, 'switch_to_deploy()')
-        weight, bias = fuse_deep_pair(self.stem1, self.stem2[:2])
-        act = self.stem2[2]
+        self.switch_to_shallow(force)
+        act = self.stem[2]
         act.switch_to_deploy()
-        self.stem = nn.Sequential(
-            conv_from(weight, bias, self._stem_conv['stride'],
-                      self._stem_conv['padding']), act)
-        del self.stem1, self.stem2
+        self.stem = nn.Sequential(fold_norm(self.stem[:2]), act)
         for stage in self.stages:
             stage.switch_to_deploy(force)
         self.deploy = True
@@ -340,7 +382,7 @@ class VanillaNet(BaseModule):
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
             return
-        stem = [self.stem] if self.deploy else [self.stem1, self.stem2]
+        stem = [self.stem1, self.stem2] if self.deep else [self.stem]
         frozen = [*stem, *self.stages[:self.frozen_stages]]
         for m in frozen:
             m.eval()

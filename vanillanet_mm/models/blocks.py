@@ -3,6 +3,9 @@
 Parameter names follow the official code so official checkpoints load as is:
 training form ``stem1``/``stem2``, ``conv1``/``conv2``, ``act.weight``,
 ``act.bn``; deploy form ``stem``, ``conv``, ``act.weight``/``act.bias``.
+The shallow form (one conv + BN per stage, still trainable: the paper's
+network without deep training, or a deep one merged at λ = 1) names them
+``stem.0``/``stem.1``/``stem.2`` and ``conv.0``/``conv.1``.
 """
 from typing import Optional
 
@@ -14,7 +17,7 @@ from torch import Tensor, nn
 
 from ..ops import series_act
 from ..utils.errors import FusionError
-from .fusion import fuse_conv_bn, fuse_deep_pair
+from .fusion import fuse_conv_bn, merge_pointwise
 
 DEFAULT_NORM_CFG = dict(type='BN', eps=1e-6, requires_grad=True)
 
@@ -36,6 +39,28 @@ def conv_from(weight: torch.Tensor, bias: torch.Tensor, stride=1,
     conv.weight.data.copy_(weight)
     conv.bias.data.copy_(bias)
     return conv
+
+
+def merge_deep_pair(first: nn.Sequential,
+                    second: nn.Sequential) -> nn.Sequential:
+    """``Sequential(conv, BN)`` computing ``second ∘ first`` at λ = 1.
+
+    ``first``'s BN (eval statistics) and ``second``'s conv fold into one conv;
+    ``second``'s BN is kept as it is, so the merged pair still normalises
+    with batch statistics while it trains and equals the pair in eval mode.
+    """
+    weight, bias = merge_pointwise(
+        *fuse_conv_bn(first[0].weight, first[0].bias, first[1]),
+        second[0].weight, second[0].bias)
+    conv = conv_from(weight, bias, first[0].stride, first[0].padding)
+    return nn.Sequential(conv, second[1])
+
+
+def fold_norm(pair: nn.Sequential) -> nn.Conv2d:
+    """One conv computing ``Sequential(conv, BN)`` in eval mode."""
+    conv = pair[0]
+    return conv_from(*fuse_conv_bn(conv.weight, conv.bias, pair[1]),
+                     conv.stride, conv.padding)
 
 
 def check_fusable(act_learn: float, force: bool, caller: str) -> None:
@@ -101,22 +126,26 @@ class Block(nn.Module):
     """One VanillaNet stage: 1x1 conv-BN, λ-leaky, 1x1 conv-BN, pool, act.
 
     ``stride`` 2 adds a max-pool (an adaptive max-pool to ``ada_pool`` pixels
-    for the ada-pool variant); stride 1 keeps the resolution.
+    for the ada-pool variant); stride 1 keeps the resolution. ``deep=False``
+    builds the shallow form: one 1x1 conv-BN instead of the pair.
     """
 
     def __init__(self, in_channels: int, out_channels: int, act_num: int = 3,
                  stride: int = 2, deploy: bool = False,
                  ada_pool: Optional[int] = None,
-                 norm_cfg: dict = DEFAULT_NORM_CFG):
+                 norm_cfg: dict = DEFAULT_NORM_CFG, deep: bool = True):
         super().__init__()
         self.deploy = deploy
+        self.deep = deep and not deploy
         self.act_learn = 1.0  # the λ rule: see VanillaNet
         self.stride = stride
         if deploy:
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
-        else:
+        elif deep:
             self.conv1 = conv_norm(in_channels, in_channels, norm_cfg)
             self.conv2 = conv_norm(in_channels, out_channels, norm_cfg)
+        else:
+            self.conv = conv_norm(in_channels, out_channels, norm_cfg)
         if stride == 1:
             self.pool = nn.Identity()
         elif ada_pool:
@@ -126,11 +155,22 @@ class Block(nn.Module):
         self.act = SeriesActivation(out_channels, act_num, deploy, norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.deploy:
-            x = self.conv(x)
-        else:
+        if self.deep:
             x = self.conv2(F.leaky_relu(self.conv1(x), self.act_learn))
+        else:
+            x = self.conv(x)
         return self.act(self.pool(x))
+
+    @torch.no_grad()
+    def switch_to_shallow(self, force: bool = False) -> None:
+        """Merge the deep pair into one trainable conv-BN (idempotent);
+        exact at λ = 1, refused otherwise unless ``force``."""
+        if not self.deep:
+            return
+        check_fusable(self.act_learn, force, 'Block.switch_to_shallow()')
+        self.conv = merge_deep_pair(self.conv1, self.conv2)
+        del self.conv1, self.conv2
+        self.deep = False
 
     @torch.no_grad()
     def switch_to_deploy(self, force: bool = False) -> None:
@@ -139,8 +179,7 @@ class Block(nn.Module):
         called on its own (e.g. by ``timm.utils.reparameterize_model``)."""
         if self.deploy:
             return
-        check_fusable(self.act_learn, force, 'Block.switch_to_deploy()')
-        self.conv = conv_from(*fuse_deep_pair(self.conv1, self.conv2))
+        self.switch_to_shallow(force)
+        self.conv = fold_norm(self.conv)
         self.act.switch_to_deploy()
-        del self.conv1, self.conv2
         self.deploy = True

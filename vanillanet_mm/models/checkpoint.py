@@ -19,8 +19,10 @@ from ..utils.errors import UserError
 HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
 ENTRY_KEYS = ('state_dict', 'model', 'model_ema')
 ACT_LEARN_KEY = '_act_learn'
-#: The first weight of each layout: a state dict holding one holds a backbone.
-STEM_KEYS = {'training': 'stem1.0.weight', 'deploy': 'stem.0.weight'}
+#: A key of each layout's stem (checked in this order: the shallow form's
+#: stem also has stem.0.weight): a state dict holding one holds a backbone.
+STEM_KEYS = {'training': 'stem1.0.weight', 'shallow': 'stem.1.running_var',
+             'deploy': 'stem.0.weight'}
 
 
 class CheckpointError(UserError, ValueError):
@@ -95,7 +97,8 @@ def to_backbone_state_dict(state_dict: Dict[str, torch.Tensor],
 
 
 def layout_of(state_dict: dict, path: str = 'checkpoint') -> str:
-    """'training' (stem1/stem2, conv1/conv2) or 'deploy' (stem, conv)."""
+    """'training' (stem1/stem2, conv1/conv2), 'shallow' (stem.0-2, conv.0-1)
+    or 'deploy' (stem, conv)."""
     for layout, key in STEM_KEYS.items():
         if key in state_dict:
             return layout
@@ -107,7 +110,7 @@ def layout_of(state_dict: dict, path: str = 'checkpoint') -> str:
 def check_compatible(model: nn.Module, state_dict: dict,
                      path: str = 'checkpoint') -> None:
     """Raise one error that lists missing, unexpected and mis-shaped keys."""
-    _check_layout(model.deploy, state_dict, path, 'build it with deploy=')
+    _check_layout(model, state_dict, path, 'build it with ')
     _check_keys(model.state_dict(), state_dict,
                 f'{path} does not match this VanillaNet (another arch, '
                 'act_num or width?):')
@@ -133,10 +136,10 @@ def check_model_checkpoint(model: nn.Module, path: str) -> dict:
           extract_state_dict(read_checkpoint(path), path).items()}
     backbone = getattr(model, 'backbone', None)
     if hasattr(backbone, 'deploy'):
-        _check_layout(backbone.deploy,
+        _check_layout(backbone,
                       to_backbone_state_dict(sd, keep_head=True,
                                              prefix='backbone'), path,
-                      'test with --cfg-options model.backbone.deploy=')
+                      'test with --cfg-options model.backbone.')
     own = {k: v for k, v in model.state_dict().items()
            if k in sd or not k.endswith('.' + ACT_LEARN_KEY)}
     _check_keys(own, sd,
@@ -145,15 +148,24 @@ def check_model_checkpoint(model: nn.Module, path: str) -> dict:
     return sd
 
 
-def _check_layout(deploy: bool, state_dict: dict, path: str,
+#: the backbone arguments that build each layout
+LAYOUT_ARGS = {'training': 'deploy=False', 'shallow': 'deep_training=False',
+               'deploy': 'deploy=True'}
+
+
+def _check_layout(backbone: nn.Module, state_dict: dict, path: str,
                   fix: str) -> None:
+    """Raise unless ``state_dict`` has ``backbone``'s layout. A deep model
+    takes a shallow checkpoint (one trained with DeepTrainingHook
+    ``fuse_at_end``): it switches to that form first."""
     src = layout_of(state_dict, path)
-    if src != ('deploy' if deploy else 'training'):
+    if src == 'shallow' and backbone.layout == 'training':
+        backbone.switch_to_shallow(force=True)  # the weights come next
+    if src != backbone.layout:
         raise CheckpointError(
-            f'{path} holds the {src} (deploy={src == "deploy"}) layout but '
-            'the '
-            f'model was built with deploy={deploy}; {fix}{src == "deploy"}, '
-            'or convert the checkpoint (tools/convert_checkpoint.py)')
+            f'{path} holds the {src} layout but the model was built in the '
+            f'{backbone.layout} layout; {fix}{LAYOUT_ARGS[src]}, or convert '
+            'the checkpoint (tools/convert_checkpoint.py)')
 
 
 def _check_keys(own: dict, state_dict: dict, title: str) -> None:
