@@ -1,0 +1,232 @@
+"""Does deep training help a detector? The ablation on the embedded demo.
+
+Rows (each the demo recipe, configs/{mask_rcnn,upernet}/vanillanet_demo.py,
+with only the λ treatment changed):
+
+- ``anneal``:  λ annealed 0 -> 1 (the demo as it is);
+- ``lambda1``: λ = 1 throughout (the official detection code's training:
+  the two convs of each pair trained as a linear pair);
+- ``shallow``: the shallow network trained directly (one conv-BN per stage,
+  ``deep_training=False``), the paper's "without deep training" baseline;
+- ``fuse``:    λ annealed 0 -> 1, then the pairs merged and the shallow
+  network trained on (``DeepTrainingHook(fuse_at_end=True)``).
+
+Each run trains through tools/train.py (one thread a run, ``--jobs`` runs
+side by side), validates once at the end, and writes one small JSON result
+(metrics, minutes, seed, a digest of its config) to ``--results`` as soon
+as it ends. A run whose result exists with the same config digest is not
+run again, so the ablation can stop and resume; ``--table`` prints the
+mean ± std table from the result files. Hours on 2 CPU cores; not part of
+``make test``. Example::
+
+    python tools/deep_training_ablation.py --jobs 2
+    python tools/deep_training_ablation.py --table
+"""
+import argparse
+import copy
+import functools
+import hashlib
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from mmengine.config import Config
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS = osp.join(ROOT, 'tools')
+TASKS = {
+    'mask_rcnn': dict(config='configs/mask_rcnn/vanillanet_demo.py',
+                      metrics=('coco/bbox_mAP', 'coco/segm_mAP'),
+                      rows=('anneal', 'lambda1', 'shallow', 'fuse')),
+    'upernet': dict(config='configs/upernet/vanillanet_demo.py',
+                    metrics=('mIoU', ),
+                    rows=('anneal', 'lambda1', 'shallow')),
+}
+# --cfg-options of each row on top of the demo config (custom_hooks.0 is
+# the demo's DeepTrainingHook; start=1 pins λ at 1)
+ROWS = {
+    'anneal': (),
+    'lambda1': ('custom_hooks.0.start=1.0', ),
+    'shallow': ('model.backbone.deep_training=False',
+                'custom_hooks.0.start=1.0'),
+    'fuse': ('custom_hooks.0.fuse_at_end=True', ),
+}
+ROW_TITLES = {
+    'anneal': 'deep training, λ 0 → 1 (the demo)',
+    'lambda1': 'deep pair, λ = 1 throughout (official detection training)',
+    'shallow': 'shallow network trained directly (no deep training)',
+    'fuse': 'λ 0 → 1, then merged at λ = 1 and trained on shallow',
+}
+
+
+def run_name(task: str, row: str, seed: int) -> str:
+    return f'{task}-{row}-seed{seed}'
+
+
+def options(task: str, row: str, seed: int, data_root: str,
+            extra=()) -> list:
+    opts = [f'randomness.seed={seed}', *ROWS[row], *extra]
+    opts += [f'{loader}.dataset.data_root={data_root}/' for loader in (
+        'train_dataloader', 'val_dataloader', 'test_dataloader')]
+    if task == 'mask_rcnn':
+        opts.append(f'val_evaluator.ann_file={data_root}/annotations/'
+                    'instances_validation.json')
+    return opts
+
+
+@functools.lru_cache(None)
+def _config(task: str) -> Config:
+    return Config.fromfile(osp.join(ROOT, TASKS[task]['config']))
+
+
+def digest(task: str, row: str, seed: int, extra=()) -> str:
+    """What makes a result stale: the merged config of the run (data paths
+    left out, so the result does not depend on where the data lies)."""
+    cfg = copy.deepcopy(_config(task))
+    cfg.merge_from_dict(dict(o.split('=', 1) for o in options(
+        task, row, seed, 'DATA', extra)))
+    return hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:16]
+
+
+def final_metrics(work_dir: str, keys) -> dict:
+    """The validation metrics of the run, from mmengine's scalars.json."""
+    found = {}
+    for root, _, files in os.walk(work_dir):
+        if 'scalars.json' in files:
+            with open(osp.join(root, 'scalars.json')) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    found.update({k: rec[k] for k in keys if k in rec})
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise RuntimeError(f'{work_dir}: no {missing} in scalars.json')
+    return found
+
+
+def run_one(task, row, seed, args) -> dict:
+    name = run_name(task, row, seed)
+    wd = osp.join(args.work_dir, name)
+    cmd = [sys.executable, osp.join(TOOLS, 'train.py'),
+           TASKS[task]['config'], '--work-dir', wd, '--cfg-options',
+           *options(task, row, seed, args.data_root, args.cfg_options)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    t0 = time.time()
+    with open(osp.join(args.work_dir, f'{name}.log'), 'w') as log:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    minutes = (time.time() - t0) / 60
+    if proc.returncode:
+        print(f'FAILED {name} (rc {proc.returncode}): see {log.name}',
+              flush=True)
+        return {}
+    result = dict(task=task, row=row, seed=seed, minutes=round(minutes, 2),
+                  threads=args.threads, jobs=args.jobs,
+                  metrics=final_metrics(wd, TASKS[task]['metrics']),
+                  digest=digest(task, row, seed, args.cfg_options),
+                  options=[*ROWS[row], *args.cfg_options])
+    from vanillanet_mm.utils.fileio import atomic_write_json
+    atomic_write_json(result, osp.join(args.results, f'{name}.json'),
+                      indent=1)
+    print(f'done {name}: {result["metrics"]} in {minutes:.1f} min',
+          flush=True)
+    return result
+
+
+def load_results(results_dir: str) -> list:
+    if not osp.isdir(results_dir):
+        return []
+    out = []
+    for f in sorted(os.listdir(results_dir)):
+        if f.endswith('.json'):
+            with open(osp.join(results_dir, f)) as fh:
+                out.append(json.load(fh))
+    return out
+
+
+def todo(args) -> list:
+    have = {(r['task'], r['row'], r['seed']): r['digest']
+            for r in load_results(args.results)}
+    runs = []
+    for seed in args.seeds:  # every row's seed k before any seed k + 1
+        for task in args.tasks:
+            for row in TASKS[task]['rows']:
+                key = (task, row, seed)
+                if have.get(key) != digest(*key, args.cfg_options):
+                    runs.append(key)
+    return runs
+
+
+def _mean_std(values, digits: int = 3) -> str:
+    if len(values) == 1:
+        return f'{values[0]:.{digits}f}'
+    return (f'{statistics.mean(values):.{digits}f} ± '
+            f'{statistics.stdev(values):.{digits}f}')
+
+
+def table(results: list, extra=()) -> str:
+    """Markdown: one line per task and row, mean ± std over the seeds."""
+    lines = ['| task | row | seeds | ' + 'metrics (mean ± std) | '
+             'minutes per run |', '|---|---|---|---|---|']
+    for task, spec in TASKS.items():
+        for row in spec['rows']:
+            rs = [r for r in results if (r['task'], r['row']) == (task, row)
+                  and r['digest'] == digest(task, row, r['seed'], extra)]
+            if not rs:
+                continue
+            metrics = ', '.join(
+                k.split('/')[-1] + ' ' + _mean_std(
+                    [r['metrics'][k] for r in rs]) for k in spec['metrics'])
+            seeds = ','.join(str(r['seed']) for r in rs)
+            minutes = _mean_std([r['minutes'] for r in rs], 1)
+            lines.append(f'| {task} | {ROW_TITLES[row]} | {seeds} | '
+                         f'{metrics} | {minutes} |')
+    return '\n'.join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--tasks', nargs='+', default=list(TASKS),
+                   choices=list(TASKS))
+    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    p.add_argument('--jobs', type=int, default=2,
+                   help='runs side by side (default 2)')
+    p.add_argument('--threads', type=int, default=1,
+                   help='threads per run (default 1)')
+    p.add_argument('--results', default=osp.join(ROOT, 'docs/ablation'),
+                   help='one JSON per finished run (default docs/ablation)')
+    p.add_argument('--work-dir', default='work_dirs/ablation')
+    p.add_argument('--data-root', default='data/demo')
+    p.add_argument('--cfg-options', nargs='+', default=[],
+                   help='more key=value overrides for every run (part of '
+                   'the digest)')
+    p.add_argument('--table', action='store_true',
+                   help='print the table of the results so far and exit')
+    p.add_argument('--dry-run', action='store_true',
+                   help='list the runs still to do and exit')
+    args = p.parse_args()
+    if args.table:
+        print(table(load_results(args.results), args.cfg_options))
+        return
+    runs = todo(args)
+    print(f'{len(runs)} runs to do: '
+          + ', '.join(run_name(*r) for r in runs), flush=True)
+    if args.dry_run or not runs:
+        return
+    from vanillanet_mm.datasets import generate
+    generate(args.data_root)
+    os.makedirs(args.work_dir, exist_ok=True)
+    os.makedirs(args.results, exist_ok=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda r: run_one(*r, args), runs))
+    print(table(load_results(args.results), args.cfg_options))
+
+
+if __name__ == '__main__':
+    main()
