@@ -25,7 +25,8 @@ def test_backbone_mode_json_and_plot(tmp_path):
     proc = tool('benchmark_fps.py', '--mode', 'backbone', '--arch',
                 'vanillanet_5', '--act-num', '1', '--shape', '64', '96',
                 '--iters', '2', '--warmup', '1', '--dtype', 'fp32', 'bf16',
-                '--models', *sorted(models), '--out', out, '--plot', plot)
+                '--batch-size', '3', '--models', *sorted(models), '--out',
+                out, '--plot', plot)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = json.loads(out.read_text())
     assert {(r['model'], r['dtype']) for r in records} == {
@@ -33,7 +34,8 @@ def test_backbone_mode_json_and_plot(tmp_path):
     for r in records:
         assert r['median_ms'] > 0 and r['p90_ms'] >= r['median_ms']
         assert r['gmacs'] > 0 and r['params_m'] > 0
-        assert r['shape'] == [64, 96]
+        assert r['shape'] == [64, 96] and r['batch_size'] == 3
+        assert r['fps'] == pytest.approx(3e3 / r['median_ms'])  # images/s
     recs = {r['model']: r for r in records if r['dtype'] == 'fp32'}
     # fusion removes the BN and merges conv pairs: fewer params and MACs
     assert recs['vanillanet_fused']['params_m'] < recs['vanillanet_train'][
@@ -57,14 +59,14 @@ def test_model_mode(tmp_path):
                 tmp_path / 'demo/images/validation', '--iters', '2',
                 '--warmup', '1', '--models', 'vanillanet_train',
                 'vanillanet_fused', 'resnet50', 'swin_t',
-                '--flops-shape', '192', '256',
+                '--flops-shape', '192', '256', '--batch-size', '2',
                 '--out', out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     recs = json.loads(out.read_text())
     assert [r['model'] for r in recs] == ['vanillanet_train',
                                           'vanillanet_fused', 'resnet50',
                                           'swin_t']
-    assert all(r['median_ms'] > 0 for r in recs)
+    assert all(r['median_ms'] > 0 and r['batch_size'] == 2 for r in recs)
     flops = {r['model']: r['flops'] for r in recs}
     assert flops['vanillanet_fused']['gflops'] < flops['vanillanet_train'][
         'gflops']
@@ -84,6 +86,7 @@ def test_model_mode(tmp_path):
     (('--models', 'alexnet'), "invalid choice: 'alexnet'"),
     (('--dtype', 'fp16'), 'use --device cuda for tf32/fp16'),
     (('--cuda-graph', ), '--cuda-graph times a captured backbone'),
+    (('--batch-size', '0'), '--batch-size must be >= 1'),
 ])
 def test_invalid_requests(args, match):
     if 'cuda' in args and torch.cuda.is_available():

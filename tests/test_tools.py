@@ -162,13 +162,19 @@ def test_test_tool_rejects_bad_checkpoints(tmp_path, data, det_checkpoints,
 
 @pytest.mark.slow
 def test_profile_train_step(tmp_path, data):
+    out = tmp_path / 'p.json'
     proc = tool('profile_train_step.py', DET, '--steps', 2, '--warmup', 1,
-                '--top', 5, '--work-dir', tmp_path, '--cfg-options',
+                '--top', 5, '--forms', 'deep', 'shallow', '--json', out,
+                '--work-dir', tmp_path, '--cfg-options',
                 *_data_opts(data, True), 'train_dataloader.batch_size=2')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines()
-                if ln.startswith('train step: median'))
-    assert float(line.split()[3]) > 0
-    assert 'Self CPU time total' in proc.stdout
+    deep, shallow = json.loads(out.read_text())
+    assert (deep['form'], shallow['form']) == ('deep', 'shallow')
+    # one conv-BN per stage instead of two, measured in its own process
+    assert shallow['params_m'] < deep['params_m']
+    for r in (deep, shallow):
+        assert r['step_s'] > 0 and r['device'] == 'cpu'
+        assert r['peak_mib'] >= r['before_mib'] > 0
+    assert 'peak RSS' in proc.stdout and 'Self CPU time total' in proc.stdout
     bad = tool('profile_train_step.py', DET, '--steps', 0)
     assert bad.returncode == 2 and '--steps must be >= 1' in bad.stderr

@@ -12,11 +12,13 @@ PyTorch ops), ResNet-50, Swin-T, ConvNeXt-T (backbone mode: timm's models,
 the same layers as mmdet's; random init is fine for speed). ``--dtype`` takes
 several precisions, timed one after another on the same models. Model mode
 times the whole detector/segmentor (data preprocessor, forward,
-post-processing) at batch 1 on real images, with ResNet-50 / Swin-T versions
+post-processing) on real images, with ResNet-50 / Swin-T versions
 of the same config, and counts each model's GFLOPs and params at --flops-shape
 (default 1280×800, the official tables' shape) in two conventions, next to
-the official table's values (:mod:`vanillanet_mm.analysis`). Prints a table;
---out writes JSON, --plot a PNG.
+the official table's values (:mod:`vanillanet_mm.analysis`). ``--batch-size N``
+(both modes; default 1) times batches of N images: the table gives the
+latency of a batch and the throughput in images/s. Prints a table; --out
+writes JSON, --plot a PNG.
 
 On CUDA: cudnn.benchmark is on for every model; each time is reported as
 wall time and as GPU time from CUDA events; and before any timing (backbone
@@ -208,7 +210,7 @@ def check_kernel(forms, x, args, device):
 
 def backbone_records(args, device):
     h, w = args.shape
-    x = torch.randn(1, 3, h, w)
+    x = torch.randn(args.batch_size, 3, h, w)
     forms = vanillanet_forms(args.arch, args.act_num)
     if min(h, w) < forms['vanillanet_train'].total_stride:
         raise ConfigError(f'--shape {h} {w} is smaller than the total stride '
@@ -222,7 +224,7 @@ def backbone_records(args, device):
         model = (forms.pop(name) if name in forms else
                  baseline_backbone(name, args.shape))
         params = parameter_count(model)[''] / 1e6
-        macs = gmacs(model, x) if args.gmacs else None
+        macs = gmacs(model, x[:1]) if args.gmacs else None
         model = prepare(model, args, device)
         for dtype, graph in itertools.product(
                 args.dtype, (False, True) if args.cuda_graph else (False, )):
@@ -288,8 +290,14 @@ def model_records(args, device):
         flops = (complexity(model, name, params, cfg, args) if args.gmacs
                  else {})
         tf = Compose(pipeline)
-        batches = [pseudo_collate([tf(dict(img_path=p, img_id=i))])
-                   for i, p in enumerate(imgs[:max(args.iters, 1)])]
+        n = args.batch_size
+        samples = [tf(dict(img_path=p, img_id=i)) for i, p in
+                   enumerate(imgs[:max(args.iters, 1) * n])]
+        if len(samples) < n:
+            raise InputFileError(f'--batch-size {n} needs at least {n} '
+                                 f'images in --img-dir {args.img_dir}')
+        batches = [pseudo_collate(samples[i:i + n])
+                   for i in range(0, len(samples) - n + 1, n)]
         it = itertools.cycle(batches)
 
         def step():
@@ -348,7 +356,8 @@ FORMS = {'vanillanet_train': 'training (λ=1)', 'vanillanet_fused': 'fused',
 def finish(records, args, device):
     by = {(r['model'], r['dtype'], r['cuda_graph']): r for r in records}
     for r in records:
-        r['fps'] = 1e3 / r['median_ms']
+        r['batch_size'] = args.batch_size
+        r['fps'] = args.batch_size * 1e3 / r['median_ms']  # images/s
         r['form'] = FORMS.get(r['model'], '-')
         for ref, key in (('vanillanet_train', 'speedup_vs_train_form'),
                          ('resnet50', 'speedup_vs_resnet50')):
@@ -360,12 +369,13 @@ def finish(records, args, device):
                  mode=args.mode, channels_last=args.channels_last,
                  compile=args.compile, arch=args.arch, act_num=args.act_num)
     fmt = lambda v, f: '-' if v is None else format(v, f)  # noqa: E731
-    print(f"\n{args.mode} mode, {records[0]['device']}, shape "
+    print(f"\n{args.mode} mode, {records[0]['device']}, batch "
+          f"{args.batch_size}, shape "
           f"{args.shape[0]}x{args.shape[1]}, channels_last "
           f"{args.channels_last}, torch {torch.__version__}")
     print(f"{'model':<24}{'form':<18}{'dtype':<6}{'graph':<6}"
           f"{'params M':>9}{'GMACs':>9}"
-          f"{'median ms':>11}{'p90 ms':>9}{'GPU ms':>8}{'FPS':>8}"
+          f"{'median ms':>11}{'p90 ms':>9}{'GPU ms':>8}{'img/s':>8}"
           f"{'vs train':>9}{'vs R50':>8}")
     for r in sorted(records, key=lambda r: args.dtype.index(r['dtype'])):
         print(f"{r['model']:<24}{r['form']:<18}{r['dtype']:<6}"
@@ -393,7 +403,7 @@ def plot(records, args):
             color=['tab:orange' if n.startswith('vanillanet') else
                    'tab:gray' for n in names])
     ax.invert_yaxis()
-    ax.set_xlabel('median latency (ms), batch 1')
+    ax.set_xlabel(f'median latency (ms), batch {args.batch_size}')
     ax.set_title(f"{args.mode}: {records[0]['device']}, "
                  f"{args.shape[0]}x{args.shape[1]}")
     fig.tight_layout()
@@ -421,6 +431,9 @@ def main():
                         'captured in a CUDA graph')
     p.add_argument('--shape', type=int, nargs=2, default=(800, 1344),
                    metavar=('H', 'W'))
+    p.add_argument('--batch-size', type=int, default=1,
+                   help='images per timed call (default 1); the table '
+                   'adds the throughput in images/s')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--arch', default='vanillanet_13',
@@ -442,6 +455,8 @@ def main():
                             or args.compile):
         raise ConfigError('--cuda-graph times a captured backbone: it needs '
                           '--mode backbone --device cuda and no --compile')
+    if args.batch_size < 1:
+        raise ConfigError(f'--batch-size must be >= 1, got {args.batch_size}')
     if args.mode == 'model' and not args.config:
         raise ConfigError('--mode model needs a CONFIG')
     if args.device == 'cpu' and set(args.dtype) - {'fp32', 'bf16'}:
