@@ -149,3 +149,46 @@ def test_killed_mid_write_leaves_no_partial_file(tmp_path, official):
     assert proc.returncode != 0
     assert dst.read_bytes() == b'old'  # ... and DST was never touched
     assert not list(tmp_path.glob('.big.pth.*.tmp'))
+
+
+@pytest.fixture(scope='module')
+def vn9_act3(tmp_path_factory):
+    """An official-layout VN9 ImageNet checkpoint with act_num 3."""
+    path = tmp_path_factory.mktemp('vn9') / 'vn9_act3.pth'
+    torch.manual_seed(0)
+    torch.save({'model': official_state_dict(
+        VanillaNet.arch_settings['vanillanet_9'], 3)}, path)
+    return path
+
+
+def _vn9(path, act_num, **init):
+    net = VanillaNet('vanillanet_9', act_num=act_num, out_indices=(0, 3, 6),
+                     init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                   **init))
+    net.init_weights()
+    return net.eval()
+
+
+def test_act_num_conversion_is_exact(tmp_path, vn9_act3):
+    dst = tmp_path / 'vn9_act4.pth'
+    proc = run('from-official', vn9_act3, dst, '--arch', 'vanillanet_9',
+               '--act-num', 4, '--act-num-from', 3)
+    assert proc.returncode == 0, proc.stderr
+    assert 'zero-padded from act_num 3' in proc.stdout
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = _vn9(vn9_act3, 3)(x)
+        for net in (_vn9(dst, 4), _vn9(vn9_act3, 4, act_num_from=3)):
+            assert net.stages[0].act.weight.shape[-1] == 9
+            for a, b in zip(ref, net(x)):
+                assert ((a - b).abs().max() / a.abs().max()).item() <= 1e-6
+
+
+def test_act_num_conversion_refuses_cropping(tmp_path, vn9_act3):
+    _fail(run('from-official', vn9_act3, tmp_path / 'a.pth', '--arch',
+              'vanillanet_9', '--act-num', 2, '--act-num-from', 3),
+          'cropping the activation kernels changes the network')
+    _fail(run('from-official', vn9_act3, tmp_path / 'b.pth', '--arch',
+              'vanillanet_9', '--act-num', 4, '--act-num-from', 2),
+          'has act_num 3 (7x7 activation kernels), not the act_num_from=2')
+    assert not list(tmp_path.iterdir())

@@ -1,9 +1,13 @@
 """Convert VanillaNet checkpoints.
 
   from-official SRC DST [--arch vanillanet_13 --act-num 4 --entry model_ema]
+                       [--act-num-from 3]
       official ImageNet ({'model'|'model_ema': sd}, training or deploy layout)
       or official mmdet 2.x checkpoint -> a file this project's backbone loads
-      with init_cfg=dict(type='Pretrained', checkpoint=DST).
+      with init_cfg=dict(type='Pretrained', checkpoint=DST). --act-num-from:
+      the checkpoint's act_num when it is smaller than --act-num (the
+      ImageNet VN5-12 have 3, the detection recipe 4): the activation kernels
+      are zero-padded, which computes exactly the same function.
   to-deploy CONFIG SRC DST
       a trained detector/segmentor checkpoint -> the same model with the
       backbone fused; load it with --cfg-options model.backbone.deploy=True.
@@ -18,6 +22,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 import vanillanet_mm
+from vanillanet_mm.engine.utils import switch_modules
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import (
     ACT_LEARN_KEY,
@@ -25,6 +30,7 @@ from vanillanet_mm.models.checkpoint import (
     check_compatible,
     extract_state_dict,
     layout_of,
+    pad_act_num,
     read_checkpoint,
     to_backbone_state_dict,
 )
@@ -44,14 +50,18 @@ def from_official(args) -> None:
     sd = to_backbone_state_dict(extract_state_dict(read_checkpoint(args.src),
                                                    args.src, args.entry))
     sd.setdefault(ACT_LEARN_KEY, torch.tensor(1.0))
+    if args.act_num_from is not None:
+        sd = pad_act_num(sd, args.act_num, args.act_num_from, args.src)
     layout = layout_of(sd, args.src)
     model = VanillaNet(args.arch, act_num=args.act_num,
                        deploy=layout == 'deploy')
     check_compatible(model, sd, args.src)
     atomic_save(dict(state_dict=sd, meta=_meta('from-official', args.src)),
                 args.dst, args.force)
-    print(f'wrote {args.dst}: {args.arch} act_num={args.act_num}, {layout} '
-          f'layout, {len(sd)} tensors')
+    padded = ('' if args.act_num_from is None else
+              f' (kernels zero-padded from act_num {args.act_num_from})')
+    print(f'wrote {args.dst}: {args.arch} act_num={args.act_num}{padded}, '
+          f'{layout} layout, {len(sd)} tensors')
 
 
 def to_deploy(args) -> None:
@@ -66,11 +76,7 @@ def to_deploy(args) -> None:
     except RuntimeError as e:
         raise CheckpointError(f'{args.src} does not match {args.config}: '
                          f'{str(e).splitlines()[0]} ...') from e
-    fused = []
-    for name, m in model.named_modules():
-        if hasattr(m, 'switch_to_deploy') and not getattr(m, 'deploy', False):
-            m.switch_to_deploy()
-            fused.append(name)
+    fused = switch_modules(model, 'switch_to_deploy', 'deploy')
     meta = dict(ckpt.get('meta', {}))
     meta.update(_meta('to-deploy', args.src))
     atomic_save(dict(state_dict=model.state_dict(), meta=meta), args.dst,
@@ -89,6 +95,9 @@ def main() -> None:
     p.add_argument('--arch', default='vanillanet_13',
                    choices=sorted(VanillaNet.arch_settings))
     p.add_argument('--act-num', type=int, default=4)
+    p.add_argument('--act-num-from', type=int,
+                   help="the checkpoint's act_num, when smaller than "
+                   '--act-num: its kernels are zero-padded (exact)')
     p.add_argument('--entry', help="the checkpoint's state dict to take, e.g. "
                    "model_ema (what the official detection recipe loads); "
                    "default: the first of state_dict, model, model_ema")

@@ -86,7 +86,10 @@ class VanillaNet(BaseModule):
             ImageNet or mmdet checkpoints and this project's (see
             :mod:`vanillanet_mm.models.checkpoint`); ``entry='model_ema'``
             picks that entry of an official ImageNet checkpoint (as the
-            official detection recipe does). None trains from scratch with
+            official detection recipe does); ``act_num_from=3`` loads an
+            act_num-3 checkpoint (the official ImageNet VN5-12) into an
+            act_num-4 model, its kernels zero-padded (exact). None trains
+            from scratch with
             upstream's init (conv weights truncated normal, std 0.02).
             Defaults to None.
 
@@ -404,7 +407,8 @@ class VanillaNet(BaseModule):
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             load_pretrained(self, init_cfg['checkpoint'],
                             prefix=init_cfg.get('prefix'),
-                            entry=init_cfg.get('entry'))
+                            entry=init_cfg.get('entry'),
+                            act_num_from=init_cfg.get('act_num_from'))
             self._is_init = True
             return
         super().init_weights()

@@ -10,6 +10,7 @@ import os
 from typing import Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
@@ -23,6 +24,10 @@ ACT_LEARN_KEY = '_act_learn'
 #: stem also has stem.0.weight): a state dict holding one holds a backbone.
 STEM_KEYS = {'training': 'stem1.0.weight', 'shallow': 'stem.1.running_var',
              'deploy': 'stem.0.weight'}
+#: The stem's series-activation kernel in each layout (the stages' end in
+#: ``act.weight`` in all three).
+STEM_ACT_KEYS = {'training': 'stem2.2.weight', 'shallow': 'stem.2.weight',
+                 'deploy': 'stem.1.weight'}
 
 
 class CheckpointError(UserError, ValueError):
@@ -107,6 +112,41 @@ def layout_of(state_dict: dict, path: str = 'checkpoint') -> str:
         f'stem.0.weight); first keys: {sorted(state_dict)[:8]}')
 
 
+def act_num_of(state_dict: dict, path: str = 'checkpoint') -> int:
+    """The act_num n of a backbone state dict: its activation kernels are
+    (2n+1)²."""
+    k = state_dict[STEM_ACT_KEYS[layout_of(state_dict, path)]].shape[-1]
+    return (k - 1) // 2
+
+
+def pad_act_num(state_dict: dict, act_num: int, act_num_from: int,
+                path: str = 'checkpoint') -> dict:
+    """``state_dict`` (a backbone's) with every series-activation kernel
+    zero-padded from act_num ``act_num_from`` to ``act_num``.
+
+    Exact: the depthwise conv pads its input by act_num, so the extra taps
+    only ever meet zero weights and the output is the same function (e.g.
+    the official ImageNet VN5-12, act_num 3, for the act_num-4 detection
+    recipe). Cropping (``act_num < act_num_from``) would change it: refused.
+    """
+    found = act_num_of(state_dict, path)
+    if found != act_num_from:
+        raise CheckpointError(
+            f'{path} has act_num {found} ({2 * found + 1}x{2 * found + 1} '
+            f'activation kernels), not the act_num_from={act_num_from} given;'
+            f' pass act_num_from={found}')
+    if act_num < act_num_from:
+        raise CheckpointError(
+            f'cannot convert {path} from act_num {act_num_from} to {act_num}: '
+            'cropping the activation kernels changes the network; train with '
+            f'act_num >= {act_num_from} (zero-padding up is exact)')
+    pad = (act_num - act_num_from, ) * 4
+    keys = {STEM_ACT_KEYS[layout_of(state_dict, path)]} | {
+        k for k in state_dict if k.endswith('act.weight')}
+    return {k: F.pad(v, pad) if k in keys else v
+            for k, v in state_dict.items()}
+
+
 def check_compatible(model: nn.Module, state_dict: dict,
                      path: str = 'checkpoint') -> None:
     """Raise one error that lists missing, unexpected and mis-shaped keys."""
@@ -188,16 +228,21 @@ def _check_keys(own: dict, state_dict: dict, title: str) -> None:
 
 def load_pretrained(model: nn.Module, path: str,
                     prefix: Optional[str] = None,
-                    entry: Optional[str] = None) -> None:
+                    entry: Optional[str] = None,
+                    act_num_from: Optional[int] = None) -> None:
     """Load backbone weights from any supported layout, strictly.
 
     Checkpoints without λ (all official ones: ImageNet models finish deep
     training at λ = 1, the mmdet ones never used it) set λ = 1.
+    ``act_num_from``: the checkpoint's act_num, when it is smaller than the
+    model's; its kernels are zero-padded (exact, :func:`pad_act_num`).
     """
     ckpt = read_checkpoint(path)
     sd = to_backbone_state_dict(extract_state_dict(ckpt, path, entry),
                                 prefix=prefix)
     sd.setdefault(ACT_LEARN_KEY, torch.tensor(1.0))
+    if act_num_from is not None:
+        sd = pad_act_num(sd, model.act_num, act_num_from, path)
     check_compatible(model, sd, path)
     model.load_state_dict(sd, strict=True)
     print_log(f'VanillaNet: loaded {len(sd)} tensors from {path} '
