@@ -184,11 +184,12 @@ def test_act_num_conversion_is_exact(tmp_path, vn9_act3):
                 assert ((a - b).abs().max() / a.abs().max()).item() <= 1e-6
 
 
-def test_act_num_conversion_refuses_cropping(tmp_path, vn9_act3):
-    _fail(run('from-official', vn9_act3, tmp_path / 'a.pth', '--arch',
-              'vanillanet_9', '--act-num', 2, '--act-num-from', 3),
+def test_act_num_conversion_refuses_cropping(tmp_path, official):
+    src, _ = official  # act_num 2
+    _fail(run('from-official', src, tmp_path / 'a.pth', '--arch', ARCH,
+              '--act-num', 1, '--act-num-from', 2),
           'cropping the activation kernels changes the network')
-    _fail(run('from-official', vn9_act3, tmp_path / 'b.pth', '--arch',
-              'vanillanet_9', '--act-num', 4, '--act-num-from', 2),
-          'has act_num 3 (7x7 activation kernels), not the act_num_from=2')
+    _fail(run('from-official', src, tmp_path / 'b.pth', '--arch', ARCH,
+              '--act-num', 4, '--act-num-from', 3),
+          'has act_num 2 (5x5 activation kernels), not the act_num_from=3')
     assert not list(tmp_path.iterdir())

@@ -54,3 +54,44 @@ def test_resume_mid_anneal_is_bit_identical(tmp_path):
     assert [r['act_learn'] for r in resumed] == [r['act_learn'] for r in later]
     for key in [k for k in later[0] if k.startswith('loss')]:
         assert [r[key] for r in resumed] == [r[key] for r in later], key
+
+
+def _train_fused(work_dir, data, epochs, *extra):
+    args = train_args(work_dir, data, *extra, epochs=epochs, keep=epochs)
+    proc = subprocess.run(
+        [sys.executable, *args, 'custom_hooks.0.fuse_at_end=True'],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_fuse_at_end_resumes_and_tests_fused(tmp_path):
+    """λ reaches 1 after 2 epochs: the pairs merge, training goes on in the
+    shallow form; resuming epoch 3 (merged) ends where the full run ends;
+    tools/test.py --deploy tests the merged checkpoint fused."""
+    import torch
+    data = tmp_path / 'demo'
+    generate(str(data), num_train=8, num_val=2, size=128)
+    log = _train_fused(tmp_path / 'full', data, 4)
+    assert 'merged the deep pairs' in log
+    _train_fused(tmp_path / 'resumed', data, 4, '--resume',
+                 tmp_path / 'full/epoch_3.pth')
+    final, resumed = (torch.load(tmp_path / d / 'epoch_4.pth',
+                                 map_location='cpu', weights_only=False)
+                      ['state_dict'] for d in ('full', 'resumed'))
+    assert 'backbone.stem.1.running_var' in final  # the shallow layout
+    for k, v in final.items():
+        assert torch.allclose(resumed[k].float(), v.float(), rtol=1e-5,
+                              atol=1e-6), k
+    from tool_helpers import data_options, tool
+    metrics = []
+    for extra in ((), ('--deploy', )):
+        wd = tmp_path / f'test{len(extra)}'
+        proc = tool('test.py', DET, tmp_path / 'full/epoch_4.pth',
+                    '--work-dir', wd, *extra, '--cfg-options',
+                    *data_options(data, True))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        metrics.append(json.loads((wd / 'test_metrics.json').read_text()))
+    assert metrics[1]['coco/bbox_mAP'] == pytest.approx(
+        metrics[0]['coco/bbox_mAP'], abs=1e-3)

@@ -54,9 +54,12 @@ def rebuild_optimizer(runner) -> None:
     decay, no weight decay on 1-D parameters, paramwise options) inside the
     existing wrapper, at the point of the schedule reached; parameters both
     optimizers hold keep their state (Adam moments), new ones start fresh;
-    every param scheduler follows.
+    every param scheduler follows. Nothing to do while the runner has no
+    optimizer yet.
     """
     wrapper = runner.optim_wrapper
+    if isinstance(wrapper, dict):  # not built yet (testing, or before
+        return                     # train()): built from the model as is
     cfg = runner.cfg.get('optim_wrapper')
     if (not isinstance(wrapper, OptimWrapper)
             or isinstance(wrapper, OptimWrapperDict) or cfg is None):
