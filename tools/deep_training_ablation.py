@@ -20,7 +20,8 @@ mean ± std table from the result files. Hours on 2 CPU cores; not part of
 ``make test``. Example::
 
     python tools/deep_training_ablation.py --jobs 2
-    python tools/deep_training_ablation.py --table
+    python tools/deep_training_ablation.py --table \
+        --doc docs/deep_training_ablation.md
 """
 import argparse
 import copy
@@ -189,6 +190,23 @@ def table(results: list, extra=()) -> str:
     return '\n'.join(lines)
 
 
+def write_into(doc: str, text: str) -> None:
+    """Replace what lies between ``<!-- table`` and ``<!-- end table -->``
+    in ``doc`` by ``text``."""
+    from vanillanet_mm.utils.fileio import atomic_write_text
+    with open(doc) as f:
+        lines = f.read().split('\n')
+    try:
+        start = next(i for i, ln in enumerate(lines)
+                     if ln.startswith('<!-- table'))
+        end = lines.index('<!-- end table -->')
+    except (StopIteration, ValueError):
+        raise SystemExit(f'{doc} has no "<!-- table ... -->" / "<!-- end '
+                         'table -->" markers to write the table between')
+    atomic_write_text('\n'.join(lines[:start + 1] + text.split('\n')
+                                 + lines[end:]), doc)
+
+
 def main():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -208,11 +226,17 @@ def main():
                    'the digest)')
     p.add_argument('--table', action='store_true',
                    help='print the table of the results so far and exit')
+    p.add_argument('--doc', help='with --table: also write it into this '
+                   'markdown file, between its table markers (e.g. '
+                   'docs/deep_training_ablation.md)')
     p.add_argument('--dry-run', action='store_true',
                    help='list the runs still to do and exit')
     args = p.parse_args()
     if args.table:
-        print(table(load_results(args.results), args.cfg_options))
+        text = table(load_results(args.results), args.cfg_options)
+        print(text)
+        if args.doc:
+            write_into(args.doc, text)
         return
     runs = todo(args)
     print(f'{len(runs)} runs to do: '
