@@ -128,3 +128,11 @@ def test_features_only_defaults_and_pruning():
     vn5 = timm.create_model('vanillanet_5', features_only=True,
                             arch=small_arch('vanillanet_5'))
     assert vn5.feature_info.reduction() == [8, 16, 32]
+
+
+def test_one_entry_point_per_variant():
+    import vanillanet_mm.models.timm_models as tm
+    registered = set(timm.list_models('vanillanet_*'))
+    assert registered == set(VanillaNet.arch_settings)
+    for name in registered:  # written out in the module, not generated
+        assert getattr(tm, name).__module__ == tm.__name__

@@ -207,15 +207,60 @@ def _create(variant: str, pretrained: bool = False, **kwargs):
         **kwargs)
 
 
-def _register(variant: str):
-    def entrypoint(pretrained: bool = False, **kwargs):
-        return _create(variant, pretrained, **kwargs)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = variant
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f'VanillaNet classifier, arch {variant!r}.'
-    return register_model(entrypoint)
+# One entry point per variant, written out so that grep finds each name
+# (tests/test_timm.py checks that these are exactly VanillaNet.arch_settings).
 
 
-for _variant in VanillaNet.arch_settings:
-    globals()[_variant] = _register(_variant)
+@register_model
+def vanillanet_5(pretrained=False, **kwargs):
+    return _create('vanillanet_5', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_6(pretrained=False, **kwargs):
+    return _create('vanillanet_6', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_7(pretrained=False, **kwargs):
+    return _create('vanillanet_7', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_8(pretrained=False, **kwargs):
+    return _create('vanillanet_8', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_9(pretrained=False, **kwargs):
+    return _create('vanillanet_9', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_10(pretrained=False, **kwargs):
+    return _create('vanillanet_10', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_11(pretrained=False, **kwargs):
+    return _create('vanillanet_11', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_12(pretrained=False, **kwargs):
+    return _create('vanillanet_12', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_13(pretrained=False, **kwargs):
+    return _create('vanillanet_13', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_13_x1_5(pretrained=False, **kwargs):
+    return _create('vanillanet_13_x1_5', pretrained, **kwargs)
+
+
+@register_model
+def vanillanet_13_x1_5_ada_pool(pretrained=False, **kwargs):
+    return _create('vanillanet_13_x1_5_ada_pool', pretrained, **kwargs)
