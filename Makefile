@@ -47,8 +47,8 @@ test-compat: venv-lower
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# machine-code figures of the GPU kernel (README, "Fused inference on the
-# GPU"): the team's SASS probe with a fresh Triton cache. A cached compile
+# machine-code figures of the GPU kernel (docs/gpu_kernel.md, "Machine-code
+# figures"): a SASS probe with a fresh Triton cache. A cached compile
 # keeps the line info of the path it was first built from (e.g. a removed
 # worktree), and the probe then cannot map the runtime loop to the source
 # ("dynamic count unknown"). PROBE_ARGS e.g. --dtypes bf16 --json out.json

@@ -15,7 +15,7 @@ are compared with mmdeploy's PyTorch model (the same rewrites, in eager mode)
 on the first --compare-images test images (and, with --dynamic, at three
 other input sizes), and everything goes to DIR/deploy_report.json.
 
-Needs the deploy extra (mmdeploy 1.3.1, see README).
+Needs the deploy extra (mmdeploy 1.3.1, see docs/install.md).
 """
 import argparse
 import os
@@ -38,7 +38,7 @@ def main():
     p.add_argument('--compare-images', type=int, default=5)
     p.add_argument('--deploy-cfg', help='an mmdeploy deploy config instead '
                    'of configs/mmdeploy/<task>_onnxruntime_<shape>.py (e.g. '
-                   'a TensorRT one: not checked here, see README)')
+                   'a TensorRT one: not checked here, see docs/deploy.md)')
     p.add_argument('--device', default='cpu',
                    help='where the backend and PyTorch run (TensorRT: cuda:0)')
     add_common_args(p)

@@ -1,6 +1,6 @@
 # Mask R-CNN + FPN, VanillaNet-13 (act_num 4), COCO: the official recipe
 # (huawei-noah/VanillaNet mask_rcnn_vanillanet_13_mstrain_480-1024_adamw.py,
-# mmdet 2.x) in mmdet 3.x; README "Official recipes" compares it row by row.
+# mmdet 2.x) in mmdet 3.x; docs/official_recipes.md compares it row by row.
 # Published: box AP 44.3, mask AP 40.1. Assumes 8 GPUs x 4 images.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',

@@ -1,7 +1,7 @@
 # mmdeploy deploy config: Mask R-CNN (instance segmentation) -> TensorRT,
 # dynamic shapes 320x320 ... 1344x1344 (COCO scale, e.g. the VN13 configs,
 # which use mmcv's RoIAlign: mmdeploy has no TensorRT path for the demo's
-# SimpleRoIAlign). For GPU users; NOT run here: see README "Deploy".
+# SimpleRoIAlign). For GPU users; NOT run here: see docs/deploy.md.
 # From open-mmlab/mmdeploy v1.3.1 (Apache-2.0),
 # configs/mmdet/instance-seg/instance-seg_tensorrt_dynamic-320x320-1344x1344.py
 _base_ = ['./instance-seg_onnxruntime_dynamic.py']

@@ -1,6 +1,6 @@
 # mmdeploy deploy config: segmentor (UperNet) -> TensorRT, static 512x512
 # (ADE20K scale, e.g. configs/upernet/vanillanet13_ade20k.py).
-# For GPU users; NOT run here: see README "Deploy".
+# For GPU users; NOT run here: see docs/deploy.md.
 # From open-mmlab/mmdeploy v1.3.1 (Apache-2.0),
 # configs/mmseg/segmentation_tensorrt_static-512x512.py (with_argmax=False
 # as in our ONNX Runtime config).
