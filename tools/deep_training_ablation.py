@@ -42,10 +42,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(ROOT, 'tools')
 TASKS = {
     'mask_rcnn': dict(config='configs/mask_rcnn/vanillanet_demo.py',
-                      metrics=('coco/bbox_mAP', 'coco/segm_mAP'),
+                      metrics=('coco/bbox_mAP', 'coco/segm_mAP'), digits=3,
                       rows=('anneal', 'lambda1', 'shallow', 'fuse')),
     'upernet': dict(config='configs/upernet/vanillanet_demo.py',
-                    metrics=('mIoU', ),
+                    metrics=('mIoU', ), digits=2,
                     rows=('anneal', 'lambda1', 'shallow')),
 }
 # --cfg-options of each row on top of the demo config (custom_hooks.0 is
@@ -182,7 +182,8 @@ def table(results: list, extra=()) -> str:
                 continue
             metrics = ', '.join(
                 k.split('/')[-1] + ' ' + _mean_std(
-                    [r['metrics'][k] for r in rs]) for k in spec['metrics'])
+                    [r['metrics'][k] for r in rs], spec['digits'])
+                for k in spec['metrics'])
             seeds = ','.join(str(r['seed']) for r in rs)
             minutes = _mean_std([r['minutes'] for r in rs], 1)
             lines.append(f'| {task} | {ROW_TITLES[row]} | {seeds} | '
