@@ -15,8 +15,8 @@ from mmengine.registry import HOOKS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from vanillanet_mm.engine.dist import GlooSyncBatchNorm
 from vanillanet_mm.engine.utils import unwrap
-from vanillanet_mm.utils.dist import GlooSyncBatchNorm
 
 
 def sync_bn_worker(rank, port, x, grad_out, out_file):

@@ -127,8 +127,8 @@ def test_model_flops_both_conventions(tmp_path):
     from mmengine.config import Config
 
     from vanillanet_mm.analysis import model_flops
+    from vanillanet_mm.apis import build_model
     from vanillanet_mm.models.blocks import SeriesActivation
-    from vanillanet_mm.utils.scope import build_model
 
     from mm_configs import DET_CFG, write_config
     model = build_model(Config.fromfile(write_config(tmp_path, DET_CFG)))

@@ -7,7 +7,7 @@ import torch
 
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import CheckpointError
-from vanillanet_mm.utils.testing import max_rel_error
+from vanillanet_mm.utils.numerics import max_rel_error
 
 from conftest import small_arch
 

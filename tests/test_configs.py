@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
-from vanillanet_mm.utils.scope import build_model
+from vanillanet_mm.apis import build_model
 
 # model configs: not the _base_ fragments, not mmdeploy's deploy configs
 # (configs/mmdeploy/, checked in test_deploy.py)

@@ -9,9 +9,9 @@ import torch
 from mmengine.config import Config
 from test_checkpoint import official_state_dict
 
+from vanillanet_mm.apis import build_model
 from vanillanet_mm.models import VanillaNet
-from vanillanet_mm.utils.scope import build_model
-from vanillanet_mm.utils.testing import randomize_bn
+from vanillanet_mm.utils.numerics import randomize_bn
 
 from mm_configs import DET_CFG, write_config
 

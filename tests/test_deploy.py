@@ -36,8 +36,8 @@ def random_checkpoint(path, det, act_learn=1.0, spread=False, **backbone):
     trained a few iterations still scores its boxes almost alike: which of
     near-tied boxes survive top-k and NMS then hangs on the last float bit,
     in either runtime, and boxes cannot be compared one to one.)"""
-    from vanillanet_mm.utils.scope import build_model
-    from vanillanet_mm.utils.testing import randomize_bn
+    from vanillanet_mm.apis import build_model
+    from vanillanet_mm.utils.numerics import randomize_bn
     cfg = Config.fromfile(str(DET if det else SEG))
     cfg.model.backbone.update(backbone)
     torch.manual_seed(0)
@@ -141,7 +141,7 @@ def test_deploy_configs_parse(path):
 
 
 def test_detections_of_equal_score_may_swap_places():
-    from vanillanet_mm.utils.deploy import compare_outputs
+    from vanillanet_mm.deploy import compare_outputs
     dets = torch.tensor([[[0., 0, 10, 10, .9], [5, 5, 20, 20, .5],
                           [30, 30, 40, 40, .5], [1, 1, 2, 2, .1]]])
     labels = torch.tensor([[0, 1, 1, 2]])
@@ -251,6 +251,6 @@ def test_tensorrt_config_exports_then_stops_without_tensorrt(tmp_path, data):
     proc = tool('deploy.py', DET, ckpt, '--work-dir', out, '--deploy-cfg',
                 TRT_DET, *opts, *ROI_ALIGN)
     assert_one_error(proc, 'end2end.onnx is written', 'TensorRT', 'GPU')
-    from vanillanet_mm.utils.deploy import onnx_ops
+    from vanillanet_mm.deploy import onnx_ops
     ops = onnx_ops(str(out / 'end2end.onnx'))
     assert {'TRTBatchedNMS', 'MMCVMultiLevelRoiAlign'} <= set(ops['mmdeploy'])

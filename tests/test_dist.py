@@ -121,7 +121,7 @@ def test_dist_train_two_cpu_processes(tmp_path, data, task):
     assert ranks[0]['act_learn'][0] < 1 and ranks[0]['act_learn'][-1] == 1
     # SyncBN ran (not reverted): identical BN statistics on different data
     assert ranks[0]['norm_types'] == [
-        'vanillanet_mm.utils.dist.GlooSyncBatchNorm']
+        'vanillanet_mm.engine.dist.GlooSyncBatchNorm']
     for key in ('running_mean', 'running_var'):
         for a, b in zip(ranks[0][key], ranks[1][key]):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6)

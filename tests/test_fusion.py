@@ -12,7 +12,7 @@ from vanillanet_mm.models.fusion import (
     fuse_deep_pair,
     merge_pointwise,
 )
-from vanillanet_mm.utils.testing import max_rel_error, randomize_bn
+from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
 
 from conftest import small_arch
 

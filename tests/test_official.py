@@ -19,10 +19,10 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.runner import Runner, load_checkpoint
 
+from vanillanet_mm.apis import build_model
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import ACT_LEARN_KEY
-from vanillanet_mm.utils.scope import build_model
-from vanillanet_mm.utils.testing import randomize_bn
+from vanillanet_mm.utils.numerics import randomize_bn
 
 from mm_configs import DET_CFG, write_config
 

@@ -23,7 +23,7 @@ from vanillanet_mm.ops import (
 )
 from vanillanet_mm.utils.compat import HAS_CUSTOM_OP
 from vanillanet_mm.utils.errors import ConfigError
-from vanillanet_mm.utils.testing import max_rel_error
+from vanillanet_mm.utils.numerics import max_rel_error
 
 # the module (the package re-exports its function under the same name)
 series_act_mod = importlib.import_module('vanillanet_mm.ops.series_act')

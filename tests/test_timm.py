@@ -7,7 +7,7 @@ from timm.utils import reparameterize_model
 from torch import nn
 
 from vanillanet_mm.models import Block, VanillaNet
-from vanillanet_mm.utils.testing import max_rel_error, randomize_bn
+from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
 
 from conftest import small_arch
 

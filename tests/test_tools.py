@@ -109,7 +109,7 @@ def det_checkpoints(tmp_path_factory):
     import torch
     from mmengine.config import Config
 
-    from vanillanet_mm.utils.scope import build_model
+    from vanillanet_mm.apis import build_model
     root = tmp_path_factory.mktemp('ckpts')
 
     def save(name, act_learn=1.0, **backbone):

@@ -20,9 +20,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from vanillanet_mm.apis import build_model
 from vanillanet_mm.datasets import generate
-from vanillanet_mm.utils.scope import build_model
-from vanillanet_mm.utils.testing import randomize_bn
+from vanillanet_mm.utils.numerics import randomize_bn
 
 from mm_configs import DET_CFG, SEG_CFG, write_config
 from tool_helpers import ROOT, data_options, tool

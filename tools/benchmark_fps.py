@@ -48,7 +48,7 @@ from vanillanet_mm.utils.cli import run_cli
 from vanillanet_mm.utils.errors import ConfigError, InputFileError
 from vanillanet_mm.utils.fileio import atomic_write_json
 from vanillanet_mm.utils.latency import measure_ms, summarize
-from vanillanet_mm.utils.testing import max_rel_error
+from vanillanet_mm.utils.numerics import max_rel_error
 
 DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
 VN_FORMS = ('vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch')
@@ -244,7 +244,7 @@ def backbone_records(args, device):
 def model_records(args, device):
     from mmengine.dataset import Compose, pseudo_collate
 
-    from vanillanet_mm.utils.scope import build_model
+    from vanillanet_mm.apis import build_model
     cfg = Config.fromfile(args.config)
     pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
                 if t['type'] != 'LoadAnnotations']

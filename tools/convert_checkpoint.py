@@ -22,6 +22,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 import vanillanet_mm
+from vanillanet_mm.apis import build_model
 from vanillanet_mm.engine.utils import switch_modules
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import (
@@ -37,7 +38,6 @@ from vanillanet_mm.models.checkpoint import (
 from vanillanet_mm.utils.cli import run_cli
 from vanillanet_mm.utils.errors import ConfigError
 from vanillanet_mm.utils.fileio import atomic_save
-from vanillanet_mm.utils.scope import build_model
 
 
 def _meta(kind: str, src: str) -> dict:

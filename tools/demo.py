@@ -20,12 +20,12 @@ import torch
 from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
+from vanillanet_mm.apis import build_model
 from vanillanet_mm.datasets import generate
 from vanillanet_mm.models.checkpoint import read_checkpoint
 from vanillanet_mm.utils.fileio import atomic_write_json
 from vanillanet_mm.utils.latency import measure_ms, summarize
-from vanillanet_mm.utils.scope import build_model
-from vanillanet_mm.utils.testing import max_rel_error
+from vanillanet_mm.utils.numerics import max_rel_error
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 NO_VAL = 10**9  # a train_cfg.val_begin no demo schedule reaches

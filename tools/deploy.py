@@ -21,9 +21,9 @@ import argparse
 import os
 
 import vanillanet_mm  # noqa: F401
+from vanillanet_mm.apis import add_common_args, load_config
 from vanillanet_mm.utils.cli import run_cli
 from vanillanet_mm.utils.errors import InputFileError
-from vanillanet_mm.utils.scope import add_common_args, load_config
 
 
 def main():
@@ -49,7 +49,7 @@ def main():
         if path and not os.path.isfile(path):
             raise InputFileError(f'file not found: {path}')
     cfg = load_config(args)
-    from vanillanet_mm.utils.deploy import deploy
+    from vanillanet_mm.deploy import deploy
     report = deploy(cfg, args.checkpoint, args.work_dir, dynamic=args.dynamic,
                     test=args.test, compare_images=args.compare_images,
                     deploy_cfg_path=args.deploy_cfg, device=args.device)

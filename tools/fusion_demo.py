@@ -10,7 +10,7 @@ import torch
 
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.utils.latency import measure_ms, summarize
-from vanillanet_mm.utils.testing import max_rel_error, randomize_bn
+from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
 
 
 def main():

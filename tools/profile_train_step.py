@@ -32,10 +32,10 @@ from mmengine.runner import Runner, load_checkpoint
 from torch.profiler import ProfilerActivity, profile
 
 import vanillanet_mm  # noqa: F401
+from vanillanet_mm.apis import add_common_args, load_config
 from vanillanet_mm.engine.utils import unwrap
 from vanillanet_mm.utils.cli import run_cli
 from vanillanet_mm.utils.latency import measure_ms, summarize
-from vanillanet_mm.utils.scope import add_common_args, load_config
 
 FORMS = ('deep', 'cp', 'shallow')
 

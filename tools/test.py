@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import vanillanet_mm  # noqa: F401
+from vanillanet_mm.apis import add_common_args, build_model, load_config
 from vanillanet_mm.models.checkpoint import (
     check_model_checkpoint,
     checkpoint_act_learn,
@@ -20,7 +21,6 @@ from vanillanet_mm.models.checkpoint import (
 from vanillanet_mm.utils.cli import user_errors
 from vanillanet_mm.utils.data_check import check_dataset
 from vanillanet_mm.utils.errors import FusionError
-from vanillanet_mm.utils.scope import add_common_args, build_model, load_config
 
 
 def parse_args():

@@ -11,11 +11,11 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import vanillanet_mm  # noqa: F401  (registers VanillaNet, hooks, compat)
+from vanillanet_mm.apis import add_common_args, load_config
 from vanillanet_mm.engine import use_atomic_checkpoints
 from vanillanet_mm.utils.cli import user_errors
 from vanillanet_mm.utils.data_check import check_dataset
 from vanillanet_mm.utils.errors import ConfigError, InputFileError
-from vanillanet_mm.utils.scope import add_common_args, load_config
 
 
 def parse_args():

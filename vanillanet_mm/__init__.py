@@ -5,7 +5,7 @@ Use: ``custom_imports=dict(imports=['vanillanet_mm'])``.
 Importing registers the ``VanillaNet`` backbone, ``DeepTrainingHook``,
 ``RNGStateHook``, ``SwitchToDeployHook``, ``AtomicCheckpointHook``,
 ``VanillaNetLayerDecayOptimizerConstructor`` and the CPU (gloo) DDP wrapper
-of :mod:`.utils.dist` in mmengine's root registries (so mmdet and mmseg
+of :mod:`.engine.dist` in mmengine's root registries (so mmdet and mmseg
 both find them), the timm classifiers ``vanillanet_5`` …
 ``vanillanet_13_x1_5_ada_pool``, allow-lists mmengine's checkpoint
 objects for torch's ``weights_only`` loading (see :mod:`.utils.compat`) and
@@ -20,12 +20,12 @@ from .engine import (
     RNGStateHook,
     SwitchToDeployHook,
     VanillaNetLayerDecayOptimizerConstructor,
+    dist,  # noqa: F401  (registers CPUDistributedDataParallel)
 )
 from .models import (
     VanillaNet,
     timm_models,  # noqa: F401  (registers timm entrypoints)
 )
-from .utils import dist  # noqa: F401  (registers CPUDistributedDataParallel)
 from .utils.compat import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()

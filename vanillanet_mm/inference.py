@@ -12,8 +12,8 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from .apis import SUPPORTED_SCOPES
 from .utils.errors import ConfigError, InputFileError
-from .utils.scope import SUPPORTED_SCOPES
 
 
 def build_inferencer(config: str, checkpoint: str, device: str = 'cpu'):

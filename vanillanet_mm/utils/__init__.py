@@ -1,3 +1,4 @@
-"""Runtime and tool plumbing: user errors and the CLI wrapper, config loading
-(mmdet/mmseg scope), dataset checks, atomic file writes, latency timing, CPU
-distributed runs, and torch ``weights_only`` compatibility."""
+"""The ground floor, importing nothing else of the package: user errors and
+the one-line CLI wrapper, dataset checks, atomic file writes, latency
+timing, numerical checks, where the configs are, and every torch-version
+gate (``compat``)."""

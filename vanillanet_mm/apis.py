@@ -5,8 +5,8 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from .dist import prepare_cpu_distributed
-from .errors import ConfigError, InputFileError
+from .engine.dist import prepare_cpu_distributed
+from .utils.errors import ConfigError, InputFileError
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 

@@ -18,7 +18,7 @@ from mmengine.registry import MODEL_WRAPPERS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .errors import ConfigError
+from ..utils.errors import ConfigError
 
 
 def prepare_cpu_distributed(cfg: Config) -> None:
