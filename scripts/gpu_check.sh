@@ -5,7 +5,7 @@
 #   0. every kernel variant the checks use compiled in parallel processes
 #      (scripts/compile_kernels.py; ~100 compiles, serial they would take
 #      minutes);
-#   1. tests/test_series_act.py on CUDA (the compiled kernel; every autotune
+#   1. tests/ops/test_series_act.py on CUDA (the compiled kernel; every autotune
 #      config at VanillaNet-13's 800x1344 activation shapes against cuDNN);
 #   2. tools/benchmark_fps.py at 800x1344, fp32 / tf32 / bf16, channels_last
 #      and NCHW: it first compares the kernel's fused backbone with the
@@ -37,7 +37,7 @@ for layout in nchw cl; do for dtype in fp32 fp16 bf16 fp64; do
   > "$OUT_DIR/compile_kernels.log" 2>&1 || echo "some compiles failed (step 1 says which)"
 echo "kernel variants compiled ($(grep -c compiled "$OUT_DIR/compile_kernels.log") of 40 sets)"
 # 1. correctness first: a failing kernel must not produce speed figures
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_series_act.py \
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/ops/test_series_act.py \
   2>&1 | tee "$OUT_DIR/test_series_act.log"
 # 2. the figures (the kernel check runs inside, before timing)
 for fmt in cl nchw; do

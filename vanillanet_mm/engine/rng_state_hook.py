@@ -3,10 +3,11 @@
 MMEngine re-seeds on resume, so after it the random choices (RPN/RoI
 proposal sampling, main-process augmentation, dropout) differ from the
 uninterrupted run. With this hook a deterministic run resumes to the same
-losses bit for bit (tests/test_resume.py): it snapshots Python's, NumPy's and
-torch's (CPU and CUDA) generator states of every rank after each training
-iteration (one ``all_gather_object`` when distributed), stores them in the
-checkpoint and restores this rank's states when training resumes.
+losses bit for bit (tests/engine/test_resume.py): it snapshots Python's,
+NumPy's and torch's (CPU and CUDA) generator states of every rank after
+each training iteration (one ``all_gather_object`` when distributed),
+stores them in the checkpoint and restores this rank's states when
+training resumes.
 
 Dataloader workers hold generators of their own, seeded by MMEngine when
 they start. Exact therefore for epoch-based loops whose workers are not

@@ -208,7 +208,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs):
 
 
 # One entry point per variant, written out so that grep finds each name
-# (tests/test_timm.py checks that these are exactly VanillaNet.arch_settings).
+# (tests/models/test_timm.py: exactly the keys of VanillaNet.arch_settings).
 
 
 @register_model

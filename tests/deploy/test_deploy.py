@@ -18,7 +18,7 @@ from vanillanet_mm.datasets import generate
 
 from tool_helpers import data_options, tool
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
 SEG = ROOT / 'configs/upernet/vanillanet_demo.py'
 ROI_ALIGN = [f'model.roi_head.{e}_roi_extractor.roi_layer.{k}' for e in (

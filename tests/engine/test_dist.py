@@ -15,7 +15,7 @@ from vanillanet_mm.datasets import generate
 
 from dist_helpers import sync_bn_worker
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def _free_port() -> int:
@@ -104,7 +104,7 @@ def test_dist_train_two_cpu_processes(tmp_path, data, task):
         opts.append(f'val_evaluator.ann_file={data}/annotations/'
                     'instances_validation.json')
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
-               PYTHONPATH=os.pathsep.join([str(ROOT / 'tests'),
+               PYTHONPATH=os.pathsep.join([str(ROOT / 'tests/helpers'),
                                            os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run(
         ['bash', str(ROOT / 'tools/dist_train.sh'), str(cfg), '2',

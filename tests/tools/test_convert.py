@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from test_checkpoint import official_state_dict
 
 from vanillanet_mm.apis import build_model
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.utils.numerics import randomize_bn
 
 from mm_configs import DET_CFG, write_config
+from official_layout import official_state_dict
 
-TOOL = str(Path(__file__).parents[1] / 'tools' / 'convert_checkpoint.py')
+TOOL = str(Path(__file__).parents[2] / 'tools' / 'convert_checkpoint.py')
 ARCH = 'vanillanet_5'
 
 

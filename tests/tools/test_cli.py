@@ -14,7 +14,7 @@ from vanillanet_mm.utils.errors import (
     OutputExistsError,
 )
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.parametrize('error', [ConfigError, InputFileError,

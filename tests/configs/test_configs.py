@@ -11,7 +11,7 @@ from vanillanet_mm.apis import build_model
 
 # model configs: not the _base_ fragments, not mmdeploy's deploy configs
 # (configs/mmdeploy/, checked in test_deploy.py)
-CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] /
+CONFIGS = sorted(str(p) for p in (Path(__file__).parents[2] /
                                   'configs').rglob('*.py')
                  if '_base_' not in p.parts and 'mmdeploy' not in p.parts)
 

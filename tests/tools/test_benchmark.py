@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def tool(name, *args):

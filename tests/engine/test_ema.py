@@ -10,7 +10,7 @@ import torch
 
 from vanillanet_mm.datasets import generate
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 CONFIGS = dict(mask_rcnn=ROOT / 'configs/mask_rcnn/vanillanet_demo.py',
                upernet=ROOT / 'configs/upernet/vanillanet_demo.py')
 # mmdet's own EMA recipe (YOLOX/RTMDet): ExpMomentumEMA over parameters and

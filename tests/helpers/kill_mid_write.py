@@ -1,6 +1,6 @@
 """Run a tool that dies by SIGKILL half-way through writing a checkpoint.
 
-    python tests/kill_mid_write.py tools/train.py ARGS...
+    python tests/helpers/kill_mid_write.py tools/train.py ARGS...
 
 The n-th ``.pth`` write (env ``KILL_AT_SAVE``, default 1) through MMEngine's
 local file backend (what ``save_checkpoint`` uses) writes the first half of

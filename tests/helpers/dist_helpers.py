@@ -1,4 +1,4 @@
-"""Code run inside the processes of tests/test_dist.py.
+"""Code run inside the processes of tests/engine/test_dist.py.
 
 ``sync_bn_worker``: one rank of the SyncBN check (torch.multiprocessing).
 ``RankProbeHook``: what each rank saw while training, imported by the

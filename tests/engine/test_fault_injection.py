@@ -5,11 +5,11 @@ The demo Mask R-CNN, 3 epochs of 2 iterations, a checkpoint each epoch and
 three times, each time resumed with ``--resume``: by SIGKILL from outside
 during epoch 2; from outside again the moment a checkpoint file appears
 (mid-write or just after, as the race falls); and by SIGKILL half-way
-through writing a checkpoint (tests/kill_mid_write.py, no race). The last
-resume finishes. With MMEngine's own CheckpointHook a kill mid-write leaves
-a truncated ``epoch_N.pth`` and ``last_checkpoint`` naming the file it had
-deleted already (test_save_cut_half_way); tools/train.py saves through
-``AtomicCheckpointHook``.
+through writing a checkpoint (tests/helpers/kill_mid_write.py, no race).
+The last resume finishes. With MMEngine's own CheckpointHook a kill
+mid-write leaves a truncated ``epoch_N.pth`` and ``last_checkpoint`` naming
+the file it had deleted already (test_save_cut_half_way); tools/train.py
+saves through ``AtomicCheckpointHook``.
 """
 import contextlib
 import errno
@@ -27,13 +27,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
-from test_resume import ROOT, train_args
 
 import vanillanet_mm  # noqa: F401  (torch.load allow-list)
 from vanillanet_mm.datasets import generate
 from vanillanet_mm.engine import use_atomic_checkpoints
 
 from engine_helpers import make_runner
+from tool_helpers import ROOT, train_args
 
 EPOCHS = 3
 
@@ -113,7 +113,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     resume_point(wd)  # whatever the moment, complete (or the previous one)
 
     # 3. --resume, killed half-way through writing the next checkpoint
-    proc = run([ROOT / 'tests/kill_mid_write.py',
+    proc = run([ROOT / 'tests/helpers/kill_mid_write.py',
                 *train_args(wd, data, '--resume', epochs=EPOCHS, keep=1)])
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert len(list(wd.glob('.epoch_*.pth.tmp'))) == 1  # the cut file

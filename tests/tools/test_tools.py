@@ -9,7 +9,7 @@ from vanillanet_mm.datasets import generate
 from tool_helpers import data_options as _data_opts
 from tool_helpers import tool
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DET = str(ROOT / 'configs/mask_rcnn/vanillanet_demo.py')
 SEG = str(ROOT / 'configs/upernet/vanillanet_demo.py')
 

@@ -8,26 +8,10 @@ import pytest
 
 from vanillanet_mm.datasets import generate
 
-ROOT = Path(__file__).parents[1]
-DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
+from tool_helpers import DEMO_DET as DET
+from tool_helpers import train_args
 
-
-def train_args(work_dir, data, *extra, epochs=2, keep=2):
-    """tools/train.py on the demo Mask R-CNN, batches of 2, a checkpoint
-    each epoch, deterministic; λ reaches 1 after 2 epochs."""
-    opts = [f'{loader}.dataset.data_root={data}/' for loader in (
-        'train_dataloader', 'val_dataloader', 'test_dataloader')]
-    opts += [f'val_evaluator.ann_file={data}/annotations/'
-             'instances_validation.json',
-             'train_dataloader.batch_size=2', f'train_cfg.max_epochs={epochs}',
-             f'train_cfg.val_interval={epochs + 1}',
-             'custom_hooks.0.decay_epochs=2',
-             'default_hooks.logger.interval=1',
-             'default_hooks.checkpoint.interval=1',
-             f'default_hooks.checkpoint.max_keep_ckpts={keep}',
-             'randomness.seed=0', 'randomness.deterministic=True']
-    return [str(ROOT / 'tools/train.py'), str(DET), '--work-dir',
-            str(work_dir), *map(str, extra), '--cfg-options', *opts]
+ROOT = Path(__file__).parents[2]
 
 
 def train(work_dir, data, *extra):

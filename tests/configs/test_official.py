@@ -26,7 +26,7 @@ from vanillanet_mm.utils.numerics import randomize_bn
 
 from mm_configs import DET_CFG, write_config
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 MASK_RCNN = ROOT / 'configs/mask_rcnn/vanillanet13_coco.py'
 RETINANET = ROOT / 'configs/retinanet/vanillanet13_coco.py'
 

@@ -30,7 +30,7 @@ series_act_mod = importlib.import_module('vanillanet_mm.ops.series_act')
 
 pytest.importorskip('triton')
 # the operator needs torch.library.custom_op (torch >= 2.4); on an older
-# torch tests/test_compat.py checks that the PyTorch ops run instead
+# torch tests/utils/test_compat.py checks that the PyTorch ops run instead
 pytestmark = pytest.mark.skipif(not HAS_CUSTOM_OP,
                                 reason='torch < 2.4: no Triton operator')
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'

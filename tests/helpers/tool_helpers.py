@@ -1,0 +1,44 @@
+"""Running tools/*.py as a user would, on generated demo data."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+DEMO_DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
+
+
+def tool(name, *args, env=None, timeout=900):
+    """``python tools/NAME ARGS`` from the repo root, output captured."""
+    return subprocess.run([sys.executable, str(ROOT / 'tools' / name),
+                           *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def data_options(root, det):
+    """--cfg-options pointing a demo config's loaders (and, for mmdet, its
+    evaluators) at the demo data set under ``root``."""
+    opts = [f'{loader}.dataset.data_root={root}/' for loader in (
+        'train_dataloader', 'val_dataloader', 'test_dataloader')]
+    if det:
+        ann = f'{root}/annotations/instances_validation.json'
+        opts += [f'val_evaluator.ann_file={ann}',
+                 f'test_evaluator.ann_file={ann}']
+    return opts
+
+
+def train_args(work_dir, data, *extra, epochs=2, keep=2):
+    """tools/train.py on the demo Mask R-CNN, batches of 2, a checkpoint
+    each epoch, deterministic; λ reaches 1 after 2 epochs."""
+    opts = [f'{loader}.dataset.data_root={data}/' for loader in (
+        'train_dataloader', 'val_dataloader', 'test_dataloader')]
+    opts += [f'val_evaluator.ann_file={data}/annotations/'
+             'instances_validation.json',
+             'train_dataloader.batch_size=2', f'train_cfg.max_epochs={epochs}',
+             f'train_cfg.val_interval={epochs + 1}',
+             'custom_hooks.0.decay_epochs=2',
+             'default_hooks.logger.interval=1',
+             'default_hooks.checkpoint.interval=1',
+             f'default_hooks.checkpoint.max_keep_ckpts={keep}',
+             'randomness.seed=0', 'randomness.deterministic=True']
+    return [str(ROOT / 'tools/train.py'), str(DEMO_DET), '--work-dir',
+            str(work_dir), *map(str, extra), '--cfg-options', *opts]
