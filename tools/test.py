@@ -15,12 +15,11 @@ from mmengine.runner import Runner
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.apis import add_common_args, build_model, load_config
 from vanillanet_mm.models.checkpoint import (
+    check_fusable_checkpoint,
     check_model_checkpoint,
-    checkpoint_act_learn,
 )
 from vanillanet_mm.utils.cli import user_errors
 from vanillanet_mm.utils.data_check import check_dataset
-from vanillanet_mm.utils.errors import FusionError
 
 
 def parse_args():
@@ -73,13 +72,9 @@ def check_checkpoint(model, args) -> None:
     checkpoint leaves no work dir behind.
     """
     sd = check_model_checkpoint(model, args.checkpoint)
-    act_learn = checkpoint_act_learn(sd)
-    if args.deploy and act_learn != 1:
-        raise FusionError(
-            f'--deploy fuses the backbone, which needs act_learn (λ) = 1, but '
-            f'{args.checkpoint} has λ = {act_learn:g}: test a '
-            'checkpoint from after the DeepTrainingHook reached λ = 1, or '
-            'test without --deploy')
+    if args.deploy:
+        check_fusable_checkpoint(sd, args.checkpoint,
+                                 'test without --deploy')
 
 
 def main():

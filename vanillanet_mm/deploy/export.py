@@ -3,7 +3,7 @@ import copy
 import os
 import os.path as osp
 
-from ..utils.errors import ConfigError, FusionError
+from ..utils.errors import ConfigError
 from ..utils.package import config_path
 
 
@@ -37,8 +37,8 @@ def load_fused_model(cfg, checkpoint: str):
 
     from ..apis import build_model
     from ..models.checkpoint import (
+        check_fusable_checkpoint,
         check_model_checkpoint,
-        checkpoint_act_learn,
         extract_state_dict,
         layout_of,
         read_checkpoint,
@@ -54,12 +54,8 @@ def load_fused_model(cfg, checkpoint: str):
     cfg.model.backbone.deploy = layout == 'deploy'
     model = build_model(cfg)
     sd = check_model_checkpoint(model, checkpoint)
-    act_learn = checkpoint_act_learn(sd)
-    if layout == 'training' and act_learn != 1:
-        raise FusionError(
-            f'{checkpoint} has act_learn (λ) = {act_learn:g}; the '
-            'fused network computes the λ = 1 function: deploy a checkpoint '
-            'from after the DeepTrainingHook reached λ = 1')
+    check_fusable_checkpoint(sd, checkpoint, 'deploy the PyTorch model '
+                             'as it is (tools/test.py without --deploy)')
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
                     logger='silent')
     if layout == 'training':

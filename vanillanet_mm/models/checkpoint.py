@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
-from ..utils.errors import UserError
+from ..utils.errors import FusionError, UserError
 
 HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
 ENTRY_KEYS = ('state_dict', 'model', 'model_ema')
@@ -162,6 +162,20 @@ def checkpoint_act_learn(state_dict: dict, prefix: str = 'backbone.'
     holds none (an official checkpoint: the λ rule of VanillaNet)."""
     act_learn = state_dict.get(prefix + ACT_LEARN_KEY)
     return 1.0 if act_learn is None else float(act_learn)
+
+
+def check_fusable_checkpoint(state_dict: dict, path: str, fix: str,
+                              prefix: str = 'backbone.') -> None:
+    """Raise unless the VanillaNet at ``prefix`` of ``state_dict`` can be
+    fused exactly: λ = 1 (fused and shallow checkpoints always are);
+    ``fix`` ends the message."""
+    act_learn = checkpoint_act_learn(state_dict, prefix)
+    if act_learn != 1:
+        raise FusionError(
+            f'fusing needs act_learn (λ) = 1, but {path} has λ = '
+            f'{act_learn:g} (the fused network computes the λ = 1 function): '
+            f'use a checkpoint from after DeepTrainingHook reached λ = 1, '
+            f'or {fix}')
 
 
 def check_model_checkpoint(model: nn.Module, path: str) -> dict:
