@@ -47,7 +47,7 @@ from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.utils.cli import run_cli
 from vanillanet_mm.utils.errors import ConfigError, InputFileError
 from vanillanet_mm.utils.fileio import atomic_write_json
-from vanillanet_mm.utils.latency import measure_ms, summarize
+from vanillanet_mm.utils.latency import captured, gpu_ms, measure_ms, summarize
 from vanillanet_mm.utils.numerics import max_rel_error
 
 DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
@@ -120,35 +120,6 @@ def prepare(model, args, device):
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return torch.compile(model) if args.compile else model
-
-
-def gpu_ms(fn, iters):
-    """GPU time per call from CUDA events (wall time includes launch
-    overhead and host work; this is what the GPU spent between them)."""
-    times = []
-    for _ in range(iters):
-        start, end = (torch.cuda.Event(enable_timing=True) for _ in 'se')
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return summarize(times)
-
-
-def captured(run):
-    """``run`` recorded once in a CUDA graph (after warming up on a side
-    stream, as torch.cuda.graphs asks); returns (replay, static output)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = run()
-    return graph.replay, out
 
 
 def timed(fn, args, device, dtype, warmup=0, graph=False):
@@ -276,9 +247,12 @@ def model_records(args, device):
         model = build_model(c)
         model.cfg = c
         if name in VN_FORMS:
-            if args.checkpoint:
-                from mmengine.runner import load_checkpoint
-                load_checkpoint(model, args.checkpoint, map_location='cpu')
+            if args.checkpoint:  # strictly, as tools/test.py loads
+                from vanillanet_mm.models.checkpoint import (
+                    check_model_checkpoint,
+                )
+                model.load_state_dict(
+                    check_model_checkpoint(model, args.checkpoint))
             model.backbone.set_act_learn(1.0)
             if name != 'vanillanet_train':
                 model.backbone.switch_to_deploy()

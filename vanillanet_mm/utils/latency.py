@@ -1,4 +1,5 @@
-"""Wall-clock latency of a forward pass, synchronized around each call."""
+"""Timing primitives: wall-clock latency synchronized around each call,
+CUDA-event GPU time, and CUDA-graph capture."""
 import statistics
 import time
 from typing import Callable, Dict, List
@@ -33,3 +34,32 @@ def summarize(times: List[float]) -> Dict[str, float]:
     ordered = sorted(times)
     p90 = ordered[min(len(ordered) - 1, int(round(0.9 * len(ordered))) - 1)]
     return dict(median_ms=statistics.median(ordered), p90_ms=p90)
+
+
+def gpu_ms(fn, iters):
+    """GPU time per call from CUDA events (wall time includes launch
+    overhead and host work; this is what the GPU spent between them)."""
+    times = []
+    for _ in range(iters):
+        start, end = (torch.cuda.Event(enable_timing=True) for _ in 'se')
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return summarize(times)
+
+
+def captured(run):
+    """``run`` recorded once in a CUDA graph (after warming up on a side
+    stream, as torch.cuda.graphs asks); returns (replay, static output)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = run()
+    return graph.replay, out
