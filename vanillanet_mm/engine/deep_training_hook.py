@@ -12,8 +12,13 @@ from mmengine.runner import EpochBasedTrainLoop
 from ..models.checkpoint import STEM_KEYS
 from ..utils.errors import ConfigError
 from .optimizer_rebuild import rebuild_optimizer
-from .switch_to_deploy_hook import num_params
-from .utils import model_roots, modules_with, switch_modules, unwrap
+from .utils import (
+    model_roots,
+    modules_with,
+    num_params,
+    switch_modules,
+    unwrap,
+)
 
 
 @HOOKS.register_module()
@@ -115,6 +120,9 @@ class DeepTrainingHook(Hook):
         holds the old parameters: EMA averages, DDP, the optimizer."""
         merged = []
         for label, root in model_roots(runner):
+            # called every iteration once λ = 1: merged models cost a walk
+            if not any(getattr(m, 'deep', False) for m in root.modules()):
+                continue
             before = num_params(root)
             if switch_modules(root, 'switch_to_shallow', 'deep',
                               force=force):

@@ -1,14 +1,9 @@
 """Fuse VanillaNet into its inference form before testing."""
-from mmengine.analysis import parameter_count
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from .utils import model_roots, switch_modules
-
-
-def num_params(model) -> int:
-    return parameter_count(model)['']
+from .utils import model_roots, num_params, switch_modules
 
 
 @HOOKS.register_module()

@@ -1,6 +1,8 @@
-"""Finding the modules a hook acts on, through wrappers and EMA copies."""
+"""Finding the modules a hook acts on (through wrappers and EMA copies),
+counting their parameters and switching their form."""
 from typing import List, Tuple
 
+from mmengine.analysis import parameter_count
 from mmengine.hooks import EMAHook
 from mmengine.model import is_model_wrapper
 from torch import nn
@@ -27,6 +29,10 @@ def modules_with(runner, attr: str, include_ema: bool = True
     """Every module of the runner's model (and EMA model) having ``attr``."""
     return [m for _, root in model_roots(runner, include_ema)
             for m in root.modules() if hasattr(m, attr)]
+
+
+def num_params(model: nn.Module) -> int:
+    return parameter_count(model)['']
 
 
 def switch_modules(root: nn.Module, method: str, flag: str,
