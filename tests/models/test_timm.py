@@ -6,7 +6,7 @@ import torch
 from timm.utils import reparameterize_model
 from torch import nn
 
-from vanillanet_mm.models import Block, VanillaNet
+from vanillanet_mm.models import Stage, VanillaNet
 from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
 
 from conftest import small_arch
@@ -57,25 +57,25 @@ def test_reparameterize_model_refuses_lambda_not_one():
     assert not any(s.deploy or s.act.deploy for s in model.stages)
 
 
-def test_block_fused_alone_refuses_lambda_not_one():
-    block = Block(8, 16, act_num=1, stride=2).eval()
-    randomize_bn(block)
+def test_stage_fused_alone_refuses_lambda_not_one():
+    stage = Stage(8, 16, act_num=1, stride=2).eval()
+    randomize_bn(stage)
     x = torch.randn(2, 8, 12, 12)
-    block.act_learn = 0.5
+    stage.act_learn = 0.5
     with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
-        reparameterize_model(nn.Sequential(block))
+        reparameterize_model(nn.Sequential(stage))
     with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
-        block.switch_to_deploy()
-    assert not block.deploy
-    before = block(x)
-    forced = Block(8, 16, act_num=1, stride=2).eval()
-    forced.load_state_dict(block.state_dict())
+        stage.switch_to_deploy()
+    assert not stage.deploy
+    before = stage(x)
+    forced = Stage(8, 16, act_num=1, stride=2).eval()
+    forced.load_state_dict(stage.state_dict())
     forced.act_learn = 0.5
     forced.switch_to_deploy(force=True)  # fuses as if λ = 1
     assert forced.deploy and max_rel_error(before, forced(x)) > 1e-3
-    block.act_learn = 1.0
-    ref = block(x)
-    fused = reparameterize_model(nn.Sequential(block))[0]
+    stage.act_learn = 1.0
+    ref = stage(x)
+    fused = reparameterize_model(nn.Sequential(stage))[0]
     assert fused.deploy and max_rel_error(ref, fused(x)) <= 1e-5
 
 

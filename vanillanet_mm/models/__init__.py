@@ -1,6 +1,6 @@
 from .backbone import VanillaNet
-from .blocks import Block, SeriesActivation
+from .blocks import SeriesActivation, Stage
 from .checkpoint import load_pretrained, to_backbone_state_dict
 
-__all__ = ['VanillaNet', 'Block', 'SeriesActivation', 'load_pretrained',
+__all__ = ['VanillaNet', 'Stage', 'SeriesActivation', 'load_pretrained',
            'to_backbone_state_dict']

@@ -15,8 +15,8 @@ from ..ops import check_impl
 from ..utils.errors import ConfigError
 from .blocks import (
     DEFAULT_NORM_CFG,
-    Block,
     SeriesActivation,
+    Stage,
     check_fusable,
     conv_norm,
     fold_norm,
@@ -198,7 +198,7 @@ class VanillaNet(BaseModule):
                 *conv_norm(in_channels, dims[0], norm_cfg, **self._stem_conv),
                 SeriesActivation(dims[0], act_num, norm_cfg=norm_cfg))
         self.stages = nn.ModuleList(
-            Block(dims[i], dims[i + 1], act_num, strides[i], deploy,
+            Stage(dims[i], dims[i + 1], act_num, strides[i], deploy,
                   ada_pool[i] or None, norm_cfg, self.deep)
             for i in range(num_stages))
         # Persistent, so our checkpoints (and resumed runs) carry λ.

@@ -1,4 +1,4 @@
-"""VanillaNet's building blocks: series activation and stage block.
+"""VanillaNet's building blocks: series activation and stage.
 
 Parameter names follow the official code so official checkpoints load as is:
 training form ``stem1``/``stem2``, ``conv1``/``conv2``, ``act.weight``,
@@ -122,7 +122,7 @@ class SeriesActivation(nn.Module):
                 f'deploy={self.deploy}')
 
 
-class Block(nn.Module):
+class Stage(nn.Module):
     """One VanillaNet stage: 1x1 conv-BN, λ-leaky, 1x1 conv-BN, pool, act.
 
     ``stride`` 2 adds a max-pool (an adaptive max-pool to ``ada_pool`` pixels
@@ -167,7 +167,7 @@ class Block(nn.Module):
         exact at λ = 1, refused otherwise unless ``force``."""
         if not self.deep:
             return
-        check_fusable(self.act_learn, force, 'Block.switch_to_shallow()')
+        check_fusable(self.act_learn, force, 'Stage.switch_to_shallow()')
         self.conv = merge_deep_pair(self.conv1, self.conv2)
         del self.conv1, self.conv2
         self.deep = False
