@@ -6,21 +6,16 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/default_runtime.py',
-    '../_base_/schedules/vanillanet13_coco_1x.py',
+    '../_base_/vanillanet13_coco.py',
 ]
 
 model = dict(
     backbone=dict(_base_.vanillanet13, _delete_=True),
     neck=dict(in_channels=[512, 1024, 2048, 4096]))  # 5 outputs P2-P6
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=_base_.backend_args),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomChoiceResize', scales=_base_.train_scales,
-         keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
+# mmdet's COCO train pipeline with the official multi-scale resize
+train_pipeline = [_base_.multiscale_resize if t.type == 'Resize' else t
+                  for t in _base_.train_pipeline]
 train_dataloader = dict(batch_size=_base_.train_batch_size_per_gpu,
                         num_workers=_base_.train_num_workers,
                         dataset=dict(pipeline=train_pipeline))

@@ -6,8 +6,8 @@
 custom_imports = dict(imports=['vanillanet_mm'], allow_failed_imports=False)
 
 # --- the one path to set ----------------------------------------------------
-# The official ImageNet checkpoint (or `tools/convert_checkpoint.py
-# from-official` output); None trains from scratch.
+# The official ImageNet checkpoint (or `tools/model_converters/
+# convert_checkpoint.py from-official` output); None trains from scratch.
 pretrained = 'checkpoints/vanillanet_13_act_num_4_kd_pretrain.pth'
 # --- λ (deep training) -------------------------------------------------------
 # The λ rule (VanillaNet's docstring): official weights are λ = 1, so
