@@ -30,9 +30,9 @@ demo: venv
 deploy-demo: venv
 	@test -f work_dirs/demo/det/last_checkpoint -a -f work_dirs/demo/seg/last_checkpoint \
 	  || { echo 'no trained demo models in work_dirs/demo: run make demo first'; exit 1; }
-	$(PY) tools/deploy.py configs/mask_rcnn/vanillanet_demo.py \
+	$(PY) tools/deployment/deploy.py configs/mask_rcnn/vanillanet_demo.py \
 	  "$$(cat work_dirs/demo/det/last_checkpoint)" --work-dir work_dirs/demo/deploy/det --dynamic --test
-	$(PY) tools/deploy.py configs/upernet/vanillanet_demo.py \
+	$(PY) tools/deployment/deploy.py configs/upernet/vanillanet_demo.py \
 	  "$$(cat work_dirs/demo/seg/last_checkpoint)" --work-dir work_dirs/demo/deploy/seg --test
 
 test: venv lint

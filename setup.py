@@ -21,7 +21,8 @@ SCOPE_PTH = 'vanillanet_mm_scope.pth'
 
 
 def add_mim_extension(build_lib: str) -> None:
-    """Copy ``MIM_FILES`` into ``<build_lib>/vanillanet_mm/.mim`` and the
+    """Copy ``MIM_FILES`` (folders whole, with their subfolders, e.g.
+    ``tools/deployment/``) into ``<build_lib>/vanillanet_mm/.mim`` and the
     scope ``.pth`` into ``<build_lib>`` (installed beside the package)."""
     mim = osp.join(build_lib, 'vanillanet_mm', '.mim')
     shutil.rmtree(mim, ignore_errors=True)
@@ -77,9 +78,10 @@ setup(
     extras_require={
         # psutil: mmdet's own tools/analysis_tools/benchmark.py
         'tests': ['pytest', 'onnx', 'onnxruntime', 'ruff', 'psutil'],
-        # tools/deploy.py: mmdeploy==1.3.1 itself goes in with --no-deps (its
-        # pins would downgrade onnx and protobuf; scripts/setup_env.sh does
-        # it); these are the packages it imports that the stack lacks.
+        # tools/deployment/deploy.py: mmdeploy==1.3.1 itself goes in with
+        # --no-deps (its pins would downgrade onnx and protobuf;
+        # scripts/setup_env.sh does it); these are the packages it imports
+        # that the stack lacks.
         'deploy': ['onnx', 'onnxruntime', 'aenum', 'multiprocess'],
     },
 )

@@ -7,7 +7,6 @@ saves prediction PNGs, prints one table and writes
 work_dirs/demo/summary.json.
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -16,16 +15,14 @@ import subprocess
 import sys
 import time
 
-import torch
 from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
+from vanillanet_mm.analysis import compare_forms
 from vanillanet_mm.apis import build_model
 from vanillanet_mm.datasets import generate
 from vanillanet_mm.models.checkpoint import read_checkpoint
 from vanillanet_mm.utils.fileio import atomic_write_json
-from vanillanet_mm.utils.latency import measure_ms, summarize
-from vanillanet_mm.utils.numerics import max_rel_error
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 NO_VAL = 10**9  # a train_cfg.val_begin no demo schedule reaches
@@ -63,15 +60,10 @@ def backbone_latency(config: str, ckpt: str, size: int, iters: int):
     """Median ms of the trained backbone, training form vs fused."""
     model = build_model(Config.fromfile(config))
     model.load_state_dict(read_checkpoint(ckpt)['state_dict'])
-    train_form = model.backbone.eval()
-    fused = copy.deepcopy(train_form)
-    fused.switch_to_deploy()
-    x = torch.randn(1, 3, size, size)
-    with torch.no_grad():
-        err = max_rel_error(train_form(x), fused(x))
-    ms = [summarize(measure_ms(lambda m=m: m(x), 'cpu', 3, iters))[
-        'median_ms'] for m in (train_form, fused)]
-    return ms[0], ms[1], err
+    res = compare_forms(model.backbone.eval(), (size, size), iters,
+                        warmup=3)
+    return (res['train_ms']['median_ms'], res['fused_ms']['median_ms'],
+            res['rel_err'])
 
 
 def copy_pngs(src: str, dst: str, n: int = 4) -> list:

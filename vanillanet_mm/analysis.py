@@ -8,13 +8,19 @@ module hooks and misses what runs as a plain function: VanillaNet's series
 activations (upstream: ``F.conv2d`` inside an ``nn.ReLU`` subclass) and
 Swin's attention products (``q @ k``, ``attn @ v``). ``official_gflops`` is
 the total less those two, the number to put next to that table.
+
+:func:`compare_forms` fuses a copy of one backbone and compares it with the
+training form: the fused output's error and the latency of both.
 """
+import copy
 from typing import Dict, Sequence
 
 import torch
 from torch import nn
 
 from .models.blocks import SeriesActivation
+from .utils.latency import measure_ms, summarize
+from .utils.numerics import max_rel_error
 
 # mmengine's names of the products module hooks cannot see
 _FUNCTIONAL_PRODUCTS = ('matmul', 'bmm', 'einsum')
@@ -73,3 +79,21 @@ def model_flops(model: nn.Module, shape: Sequence[int]) -> Dict[str, float]:
     return dict(gflops=total / 1e9, act_gflops=act / 1e9,
                 matmul_gflops=matmul / 1e9,
                 official_gflops=(total - act - matmul) / 1e9)
+
+
+def compare_forms(backbone: nn.Module, shape: Sequence[int], iters: int,
+                  warmup: int) -> Dict[str, object]:
+    """Fuse a copy of ``backbone`` (eval mode, λ = 1) and run both forms on
+    the CPU on a random ``1×3×shape`` input (drawn once the copy is fused):
+    ``rel_err`` (max relative error of the fused outputs vs the training
+    form's), ``train_ms`` and ``fused_ms`` (median and p90 ms of each form,
+    :func:`summarize`)."""
+    fused = copy.deepcopy(backbone)
+    fused.switch_to_deploy()
+    x = torch.randn(1, 3, *shape)
+    with torch.no_grad():
+        rel_err = max_rel_error(backbone(x), fused(x))
+    train_ms, fused_ms = (summarize(measure_ms(lambda m=m: m(x), 'cpu',
+                                               warmup, iters))
+                          for m in (backbone, fused))
+    return dict(rel_err=rel_err, train_ms=train_ms, fused_ms=fused_ms)

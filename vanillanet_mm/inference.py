@@ -3,10 +3,11 @@
 :func:`build_inferencer` gives ``mmdet.apis.DetInferencer`` or
 ``mmseg.apis.MMSegInferencer`` (chosen by the config's ``default_scope``) for
 a config and checkpoint of this package: a training-form checkpoint with its
-config, or a ``convert_checkpoint.py to-deploy`` checkpoint with the deploy
-config beside it (``configs/<task>/deploy/``). Calling the inferencer on an
-image, a folder or a list of them with ``out_dir`` writes the drawn
-predictions to ``out_dir/vis/`` (and, for mmdet, JSON to ``out_dir/preds/``).
+config, or a ``tools/model_converters/convert_checkpoint.py to-deploy``
+checkpoint with the deploy config beside it (``configs/<task>/deploy/``).
+Calling the inferencer on an image, a folder or a list of them with
+``out_dir`` writes the drawn predictions to ``out_dir/vis/`` (and, for mmdet,
+JSON to ``out_dir/preds/``).
 """
 import os.path as osp
 

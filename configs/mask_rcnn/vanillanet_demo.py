@@ -21,10 +21,10 @@ model = dict(
     neck=dict(in_channels=[64, 96, 128, 192], out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64,
                   anchor_generator=dict(scales=[4])),
-    # CPU speed (2 cores, tools/profile_train_step.py, trained weights): a
-    # step took 1.00 s; SimpleRoIAlign (grid_sample; mmcv's RoIAlign backward
-    # is a serial loop on CPU) 0.74 s, bilinear mask upsampling instead of
-    # the 2x2 deconv 0.67 s, nms_pre 1000 -> 400 0.60 s.
+    # CPU speed (2 cores, tools/analysis_tools/profile_train_step.py,
+    # trained weights): a step took 1.00 s; SimpleRoIAlign (grid_sample;
+    # mmcv's RoIAlign backward is a serial loop on CPU) 0.74 s, bilinear mask
+    # upsampling instead of the 2x2 deconv 0.67 s, nms_pre 1000 -> 400 0.60 s.
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64, roi_layer=dict(
             _delete_=True, type='SimpleRoIAlign', output_size=7)),

@@ -1,4 +1,5 @@
-"""tools/deploy.py: a whole fused model through mmdeploy to ONNX Runtime.
+"""tools/deployment/deploy.py: a whole fused model through mmdeploy to ONNX
+Runtime.
 
 The end-to-end tests train the demo Mask R-CNN / UperNet for a few iterations
 on tiny generated data, deploy them with the real mmdeploy + onnxruntime and
@@ -21,6 +22,8 @@ from tool_helpers import data_options, tool
 ROOT = Path(__file__).parents[2]
 DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
 SEG = ROOT / 'configs/upernet/vanillanet_demo.py'
+DEPLOY = 'deployment/deploy.py'
+CONVERT = 'model_converters/convert_checkpoint.py'
 ROI_ALIGN = [f'model.roi_head.{e}_roi_extractor.roi_layer.{k}' for e in (
     'bbox', 'mask') for k in ('type=RoIAlign', 'sampling_ratio=0')]
 HAVE_MMDEPLOY = importlib.util.find_spec('mmdeploy') is not None
@@ -74,7 +77,7 @@ def test_missing_extra_is_one_line(tmp_path):
     ckpt = random_checkpoint(tmp_path / 'm.pth', det=False)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(tmp_path / 'site'), str(ROOT)]))
-    proc = tool('deploy.py', SEG, ckpt, '--work-dir', tmp_path / 'out',
+    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out',
                 env=env)
     assert_one_error(proc, 'mmdeploy', '--no-deps', 'deploy')
     assert not (tmp_path / 'out').exists()
@@ -83,7 +86,7 @@ def test_missing_extra_is_one_line(tmp_path):
 @needs_mmdeploy
 def test_lambda_not_one_is_refused(tmp_path):
     ckpt = random_checkpoint(tmp_path / 'm.pth', det=False, act_learn=0.5)
-    proc = tool('deploy.py', SEG, ckpt, '--work-dir', tmp_path / 'out')
+    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out')
     assert_one_error(proc, 'λ', '0.5')
     assert not (tmp_path / 'out').exists()
 
@@ -93,9 +96,9 @@ def test_wrong_checkpoint_is_refused(tmp_path):
     # another backbone width than the config's
     wide = dict(arch=dict(dims=[32, 64, 96, 128, 256], strides=[1, 2, 2, 2]))
     ckpt = random_checkpoint(tmp_path / 'm.pth', det=False, **wide)
-    proc = tool('deploy.py', SEG, ckpt, '--work-dir', tmp_path / 'out')
+    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out')
     assert_one_error(proc, 'does not match', 'shape mismatches')
-    proc = tool('deploy.py', SEG, tmp_path / 'nothing.pth', '--work-dir',
+    proc = tool(DEPLOY, SEG, tmp_path / 'nothing.pth', '--work-dir',
                 tmp_path / 'out')
     assert_one_error(proc, 'nothing.pth')
     assert not (tmp_path / 'out').exists()
@@ -104,7 +107,7 @@ def test_wrong_checkpoint_is_refused(tmp_path):
 @needs_mmdeploy
 def test_dynamic_segmentation_is_refused(tmp_path):
     ckpt = random_checkpoint(tmp_path / 'm.pth', det=False)
-    proc = tool('deploy.py', SEG, ckpt, '--work-dir', tmp_path / 'out',
+    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out',
                 '--dynamic')
     assert_one_error(proc, '--dynamic', 'static')
 
@@ -194,12 +197,12 @@ def test_deploy_and_check(tmp_path, data, model):
         ckpt = random_checkpoint(tmp_path / 'm.pth', det=True, spread=True)
     else:
         fused = tmp_path / 'fused.pth'
-        proc = tool('convert_checkpoint.py', 'to-deploy', cfg,
+        proc = tool(CONVERT, 'to-deploy', cfg,
                     train_upernet(tmp_path, data), fused)
         assert proc.returncode == 0, proc.stderr[-3000:]
         ckpt = fused
     out = tmp_path / 'deploy'
-    proc = tool('deploy.py', cfg, ckpt, '--work-dir', out, '--test',
+    proc = tool(DEPLOY, cfg, ckpt, '--work-dir', out, '--test',
                 *(['--dynamic'] if det else []),
                 '--cfg-options', *data_options(data, det),
                 *(ROI_ALIGN if model.endswith('roialign') else []))
@@ -243,12 +246,12 @@ def test_tensorrt_config_exports_then_stops_without_tensorrt(tmp_path, data):
     ckpt = random_checkpoint(tmp_path / 'm.pth', det=True)
     opts = ['--cfg-options', *data_options(data, True)]
     # the demo's SimpleRoIAlign has no TensorRT plugin in mmdeploy
-    proc = tool('deploy.py', DET, ckpt, '--work-dir', tmp_path / 'simple',
+    proc = tool(DEPLOY, DET, ckpt, '--work-dir', tmp_path / 'simple',
                 '--deploy-cfg', TRT_DET, *opts)
     assert_one_error(proc, 'SimpleRoIAlign', 'RoIAlign')
     # mmcv's RoIAlign: the ONNX for TensorRT is written, then one line
     out = tmp_path / 'trt'
-    proc = tool('deploy.py', DET, ckpt, '--work-dir', out, '--deploy-cfg',
+    proc = tool(DEPLOY, DET, ckpt, '--work-dir', out, '--deploy-cfg',
                 TRT_DET, *opts, *ROI_ALIGN)
     assert_one_error(proc, 'end2end.onnx is written', 'TensorRT', 'GPU')
     from vanillanet_mm.deploy import onnx_ops

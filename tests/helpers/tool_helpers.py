@@ -1,4 +1,4 @@
-"""Running tools/*.py as a user would, on generated demo data."""
+"""Running the tools as a user would, on generated demo data."""
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +8,8 @@ DEMO_DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
 
 
 def tool(name, *args, env=None, timeout=900):
-    """``python tools/NAME ARGS`` from the repo root, output captured."""
+    """``python tools/NAME ARGS`` from the repo root, output captured (NAME
+    may name a subfolder: ``deployment/deploy.py``)."""
     return subprocess.run([sys.executable, str(ROOT / 'tools' / name),
                            *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=env)

@@ -1,4 +1,5 @@
-"""tools/benchmark_fps.py and tools/export_onnx.py as a user runs them."""
+"""tools/benchmark_fps.py and tools/deployment/export_backbone_onnx.py as a
+user runs them."""
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).parents[2]
+EXPORT = 'deployment/export_backbone_onnx.py'
 
 
 def tool(name, *args):
@@ -98,7 +100,7 @@ def test_invalid_requests(args, match):
 
 def test_onnx_round_trip(tmp_path):
     out = tmp_path / 'vn.onnx'
-    proc = tool('export_onnx.py', out, '--arch', 'vanillanet_6',
+    proc = tool(EXPORT, out, '--arch', 'vanillanet_6',
                 '--act-num', '2', '--out-indices', '1', '3', '--shape',
                 '96', '128')
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -113,7 +115,7 @@ def test_onnx_round_trip(tmp_path):
 
 
 def test_onnx_refuses_lambda_below_one(tmp_path):
-    proc = tool('export_onnx.py', tmp_path / 'x.onnx', '--arch',
+    proc = tool(EXPORT, tmp_path / 'x.onnx', '--arch',
                 'vanillanet_5', '--act-learn', '0.5', '--shape', '64', '64')
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert 'needs act_learn (λ) == 1, got 0.5' in proc.stderr

@@ -46,7 +46,8 @@ def test_bug_inside_a_library_keeps_its_traceback(tmp_path):
     cfg.write_text(f"_base_ = '{ROOT}/configs/mask_rcnn/vanillanet_demo.py'\n"
                    "model = dict(neck=dict(out_channels=-1))\n")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / 'tools/convert_checkpoint.py'),
+        [sys.executable,
+         str(ROOT / 'tools/model_converters/convert_checkpoint.py'),
          'to-deploy', str(cfg), str(tmp_path / 'a.pth'),
          str(tmp_path / 'b.pth')], capture_output=True, text=True,
         timeout=300, cwd=ROOT)

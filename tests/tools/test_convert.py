@@ -1,4 +1,5 @@
-"""tools/convert_checkpoint.py: round trips and every failure, as a CLI."""
+"""tools/model_converters/convert_checkpoint.py: round trips and every
+failure, as a CLI."""
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from vanillanet_mm.utils.numerics import randomize_bn
 from mm_configs import DET_CFG, write_config
 from official_layout import official_state_dict
 
-TOOL = str(Path(__file__).parents[2] / 'tools' / 'convert_checkpoint.py')
+TOOL = str(Path(__file__).parents[2] / 'tools' / 'model_converters' /
+           'convert_checkpoint.py')
 ARCH = 'vanillanet_5'
 
 

@@ -12,6 +12,7 @@ from tool_helpers import tool
 ROOT = Path(__file__).parents[2]
 DET = str(ROOT / 'configs/mask_rcnn/vanillanet_demo.py')
 SEG = str(ROOT / 'configs/upernet/vanillanet_demo.py')
+PROFILE = 'analysis_tools/profile_train_step.py'
 
 
 @pytest.fixture(scope='module')
@@ -42,7 +43,8 @@ def test_train_then_test_and_deploy(tmp_path, data, det):
     assert 'act_learn: 1.0000' in log  # λ annealed to 1 within the run
     # the fused checkpoint and the deploy config (mmpretrain's layout)
     fused = tmp_path / 'fused.pth'
-    proc = tool('convert_checkpoint.py', 'to-deploy', cfg, ckpt, fused)
+    proc = tool('model_converters/convert_checkpoint.py', 'to-deploy', cfg,
+                ckpt, fused)
     assert proc.returncode == 0, proc.stderr[-3000:]
     deploy_cfg = str(Path(cfg).parent / 'deploy' / Path(cfg).name)
     metrics = {}
@@ -163,8 +165,8 @@ def test_test_tool_rejects_bad_checkpoints(tmp_path, data, det_checkpoints,
 @pytest.mark.slow
 def test_profile_train_step(tmp_path, data):
     out = tmp_path / 'p.json'
-    proc = tool('profile_train_step.py', DET, '--steps', 2, '--warmup', 1,
-                '--top', 5, '--forms', 'deep', 'shallow', '--json', out,
+    proc = tool(PROFILE, DET, '--steps', 2, '--warmup', 1, '--top', 5,
+                '--forms', 'deep', 'shallow', '--json', out,
                 '--work-dir', tmp_path, '--cfg-options',
                 *_data_opts(data, True), 'train_dataloader.batch_size=2')
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -176,5 +178,5 @@ def test_profile_train_step(tmp_path, data):
         assert r['step_s'] > 0 and r['device'] == 'cpu'
         assert r['peak_mib'] >= r['before_mib'] > 0
     assert 'peak RSS' in proc.stdout and 'Self CPU time total' in proc.stdout
-    bad = tool('profile_train_step.py', DET, '--steps', 0)
+    bad = tool(PROFILE, DET, '--steps', 0)
     assert bad.returncode == 2 and '--steps must be >= 1' in bad.stderr

@@ -108,7 +108,7 @@ def test_wheel_runs_outside_the_repository(tmp_path, data):
                  'vanillanet_mm/.mim/configs/mmdeploy/'
                  'instance-seg_onnxruntime_static.py',
                  'vanillanet_mm/.mim/tools/train.py',
-                 'vanillanet_mm/.mim/tools/deploy.py'):
+                 'vanillanet_mm/.mim/tools/deployment/deploy.py'):
         assert name in files, name
     venv = _overlay_venv(tmp_path)
     py = venv / 'bin' / 'python'
@@ -141,8 +141,8 @@ def test_wheel_runs_outside_the_repository(tmp_path, data):
     assert Path(ckpt).is_file()
     # (b) the deploy tool finds the packaged mmdeploy config and exports
     pytest.importorskip('mmdeploy')
-    proc = run([py, tools / 'deploy.py', 'my_mask_rcnn.py', ckpt,
-                '--work-dir', 'deploy', '--cfg-options',
+    proc = run([py, tools / 'deployment' / 'deploy.py', 'my_mask_rcnn.py',
+                ckpt, '--work-dir', 'deploy', '--cfg-options',
                 *data_options(data, det=True)], cwd=outside)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (outside / 'deploy' / 'end2end.onnx').stat().st_size > 0
@@ -247,7 +247,8 @@ def _checkpoints(tmp_path, text, det):
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(dataset_meta=meta)), ckpt)
     fused = tmp_path / 'fused.pth'
-    proc = tool('convert_checkpoint.py', 'to-deploy', cfg_path, ckpt, fused)
+    proc = tool('model_converters/convert_checkpoint.py', 'to-deploy',
+                cfg_path, ckpt, fused)
     assert proc.returncode == 0, proc.stderr[-3000:]
     deploy_cfg = write_config(tmp_path, "_base_ = './my_config.py'\n"
                               'model = dict(backbone=dict(deploy=True))\n',

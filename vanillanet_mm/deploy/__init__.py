@@ -1,8 +1,8 @@
 """A whole fused detector/segmentor through mmdeploy to ONNX Runtime, checked.
 
-Used by ``tools/deploy.py``. mmdeploy (the ``deploy`` extra) is imported only
-in these modules and only when called, so the rest of the package works
-without it.
+Used by ``tools/deployment/deploy.py``. mmdeploy (the ``deploy`` extra) is
+imported only in these modules and only when called, so the rest of the
+package works without it.
 """
 from .compare import compare_outputs, onnx_ops
 from .pipeline import deploy

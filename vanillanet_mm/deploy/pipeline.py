@@ -1,4 +1,5 @@
-"""Fuse, export, convert and check: what ``tools/deploy.py`` runs."""
+"""Fuse, export, convert and check: what ``tools/deployment/deploy.py``
+runs."""
 import os
 import os.path as osp
 import time
@@ -24,8 +25,8 @@ def deploy(cfg, checkpoint: str, work_dir: str, dynamic: bool = False,
            log=print) -> dict:
     """Fuse, export ``work_dir/end2end.onnx``, convert it for the deploy
     config's backend (ONNX Runtime: nothing to do) and, with ``test``, check
-    it (see tools/deploy.py); returns the report (also written as
-    ``work_dir/deploy_report.json`` when ``test``)."""
+    it (see tools/deployment/deploy.py); returns the report (also written
+    as ``work_dir/deploy_report.json`` when ``test``)."""
     from mmengine.config import Config
 
     from ..utils.data_check import check_dataset

@@ -219,7 +219,7 @@ def _check_layout(backbone: nn.Module, state_dict: dict, path: str,
         raise CheckpointError(
             f'{path} holds the {src} layout but the model was built in the '
             f'{backbone.layout} layout; {fix}{LAYOUT_ARGS[src]}, or convert '
-            'the checkpoint (tools/convert_checkpoint.py)')
+            'the checkpoint (tools/model_converters/convert_checkpoint.py)')
 
 
 def _check_keys(own: dict, state_dict: dict, title: str) -> None:

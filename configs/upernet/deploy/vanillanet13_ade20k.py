@@ -1,6 +1,6 @@
 # The fused (deploy) form of ../vanillanet13_ade20k.py, for checkpoints
-# written by `tools/convert_checkpoint.py to-deploy` (mmpretrain's layout of
-# deploy configs).
+# written by `tools/model_converters/convert_checkpoint.py to-deploy`
+# (mmpretrain's layout of deploy configs).
 _base_ = '../vanillanet13_ade20k.py'
 
 model = dict(backbone=dict(deploy=True))

@@ -15,7 +15,8 @@ its own process (a peak RSS never goes down), side by side in one table:
 
 ``--top N`` adds torch.profiler's N most expensive operators. Example::
 
-    python tools/profile_train_step.py configs/mask_rcnn/vanillanet_demo.py \\
+    python tools/analysis_tools/profile_train_step.py \\
+        configs/mask_rcnn/vanillanet_demo.py \\
         --checkpoint work_dirs/demo/det/epoch_13.pth --forms deep cp shallow
 """
 import argparse

@@ -19,8 +19,8 @@ run again, so the ablation can stop and resume; ``--table`` prints the
 mean ± std table from the result files. Hours on 2 CPU cores; not part of
 ``make test``. Example::
 
-    python tools/deep_training_ablation.py --jobs 2
-    python tools/deep_training_ablation.py --table \
+    python tools/analysis_tools/deep_training_ablation.py --jobs 2
+    python tools/analysis_tools/deep_training_ablation.py --table \
         --doc docs/deep_training_ablation.md
 """
 import argparse
@@ -38,8 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mmengine.config import Config
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOLS = osp.join(ROOT, 'tools')
+TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(TOOLS)
 TASKS = {
     'mask_rcnn': dict(config='configs/mask_rcnn/vanillanet_demo.py',
                       metrics=('coco/bbox_mAP', 'coco/segm_mAP'), digits=3,

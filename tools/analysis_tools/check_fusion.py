@@ -1,16 +1,15 @@
-"""Build VanillaNet, fuse it, check the fused output, time both forms.
+"""Build VanillaNet, fuse a copy, check the fused output, time both forms.
 
-    python tools/fusion_demo.py [--arch vanillanet_13] [--act-num 4]
-                                [--shape 320 480] [--iters 5]
+    python tools/analysis_tools/check_fusion.py [--arch vanillanet_13]
+        [--act-num 4] [--shape 320 480] [--iters 5]
 """
 import argparse
-import copy
 
 import torch
 
+from vanillanet_mm.analysis import compare_forms
 from vanillanet_mm.models import VanillaNet
-from vanillanet_mm.utils.latency import measure_ms, summarize
-from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
+from vanillanet_mm.utils.numerics import randomize_bn
 
 
 def main():
@@ -28,20 +27,13 @@ def main():
                            args.arch)).eval()
     randomize_bn(model)
     model.set_act_learn(1.0)
-    fused = copy.deepcopy(model)
-    fused.switch_to_deploy()
-    x = torch.randn(1, 3, *args.shape)
-    with torch.no_grad():
-        ref, out = model(x), fused(x)
-    err = max_rel_error(ref, out)
+    res = compare_forms(model, args.shape, args.iters, args.warmup)
+    err = res['rel_err']
     print(f'{args.arch} act_num={args.act_num} input 1x3x{args.shape[0]}x'
           f'{args.shape[1]}: fused vs training form max rel. error {err:.2e}')
     if err > 1e-5:
         raise SystemExit(f'FAILED: fusion error {err:.2e} > 1e-5')
-    t_train = summarize(measure_ms(lambda: model(x), 'cpu', args.warmup,
-                                   args.iters))
-    t_fused = summarize(measure_ms(lambda: fused(x), 'cpu', args.warmup,
-                                   args.iters))
+    t_train, t_fused = res['train_ms'], res['fused_ms']
     print(f"{'form':<16}{'median ms':>10}{'p90 ms':>10}")
     for name, t in (('training (λ=1)', t_train), ('fused', t_fused)):
         print(f"{name:<16}{t['median_ms']:>10.1f}{t['p90_ms']:>10.1f}")

@@ -1,11 +1,13 @@
 """Deploy a VanillaNet detector/segmentor with mmdeploy to ONNX Runtime.
 
-  python tools/deploy.py CONFIG CHECKPOINT --work-dir DIR [--dynamic] [--test]
+  python tools/deployment/deploy.py CONFIG CHECKPOINT --work-dir DIR
+      [--dynamic] [--test]
 
-CHECKPOINT in training form (λ = 1) or fused (convert_checkpoint.py
-to-deploy): the backbone is fused, then exported through mmdeploy's rewriters
-to DIR/end2end.onnx for ONNX Runtime (static input shape by default: the size
-of the first test image; --dynamic: any batch/height/width, detection only).
+CHECKPOINT in training form (λ = 1) or fused
+(tools/model_converters/convert_checkpoint.py to-deploy): the backbone is
+fused, then exported through mmdeploy's rewriters to DIR/end2end.onnx for
+ONNX Runtime (static input shape by default: the size of the first test
+image; --dynamic: any batch/height/width, detection only).
 The mmdeploy deploy config is this repo's configs/mmdeploy/ one for the task
 (or --deploy-cfg).
 

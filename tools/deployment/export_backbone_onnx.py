@@ -1,7 +1,9 @@
-"""Export the fused VanillaNet backbone to ONNX and verify it with onnxruntime.
+"""Export the fused VanillaNet backbone alone to ONNX and verify it with
+onnxruntime (a whole detector/segmentor: tools/deployment/deploy.py).
 
-  python tools/export_onnx.py OUT.onnx [--arch vanillanet_13 --act-num 4]
-      [--checkpoint CKPT] [--shape 800 1344] [--out-indices 0 1 8 10]
+  python tools/deployment/export_backbone_onnx.py OUT.onnx
+      [--arch vanillanet_13 --act-num 4] [--checkpoint CKPT]
+      [--shape 800 1344] [--out-indices 0 1 8 10]
 
 CKPT is any layout the backbone loads (official, mmdet, ours); without it the
 weights are random (λ from --act-learn, default 1). The export is of the
@@ -83,4 +85,4 @@ def verify(model, path, shape) -> float:
 
 
 if __name__ == '__main__':
-    run_cli(main, 'export_onnx')
+    run_cli(main, 'export_backbone_onnx')
