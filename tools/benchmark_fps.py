@@ -49,21 +49,14 @@ from vanillanet_mm.utils.errors import ConfigError, InputFileError
 from vanillanet_mm.utils.fileio import atomic_write_json
 from vanillanet_mm.utils.latency import captured, gpu_ms, measure_ms, summarize
 from vanillanet_mm.utils.numerics import max_rel_error
+from vanillanet_mm.utils.package import config_path
 
 DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
 VN_FORMS = ('vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch')
 BASELINES = ('resnet50', 'swin_t', 'convnext_t')
-MODEL_MODE_BASELINES = {  # backbone cfg, neck in_channels
-    'resnet50': (dict(type='mmdet.ResNet', depth=50, num_stages=4,
-                      out_indices=(0, 1, 2, 3), frozen_stages=1,
-                      norm_cfg=dict(type='BN', requires_grad=True),
-                      norm_eval=True, style='pytorch'),
-                 [256, 512, 1024, 2048]),
-    'swin_t': (dict(type='mmdet.SwinTransformer', embed_dims=96,
-                    depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
-                    window_size=7, out_indices=(0, 1, 2, 3)),
-               [96, 192, 384, 768]),
-}
+# model mode: the backbones swapped in for VanillaNet, each a config in
+# configs/baselines/backbones/ (`backbone`, and its `out_channels`)
+MODEL_MODE_BASELINES = ('resnet50', 'swin_t')
 
 
 # huawei-noah/VanillaNet object_detection/README.md: (GFLOPs, params M) of
@@ -229,8 +222,10 @@ def model_records(args, device):
             build[name] = cfg
         elif name in MODEL_MODE_BASELINES:
             c = copy.deepcopy(cfg)
-            bb, in_ch = MODEL_MODE_BASELINES[name]
-            c.model.backbone = copy.deepcopy(bb)
+            base = Config.fromfile(
+                config_path(f'baselines/backbones/{name}.py'))
+            in_ch = base.out_channels
+            c.model.backbone = base.backbone
             if 'neck' in c.model:  # as many (last) stages as the neck takes
                 n = len(c.model.neck.in_channels)
                 c.model.backbone.out_indices = (0, 1, 2, 3)[-n:]

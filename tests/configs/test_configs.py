@@ -9,11 +9,12 @@ from mmengine.model import revert_sync_batchnorm
 
 from vanillanet_mm.apis import build_model
 
-# model configs: not the _base_ fragments, not mmdeploy's deploy configs
+# model configs: not the _base_ fragments, not the baseline backbones
+# (configs/baselines/backbones/), not mmdeploy's deploy configs
 # (configs/mmdeploy/, checked in test_deploy.py)
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[2] /
                                   'configs').rglob('*.py')
-                 if '_base_' not in p.parts and 'mmdeploy' not in p.parts)
+                 if not {'_base_', 'mmdeploy', 'backbones'} & set(p.parts))
 
 
 def _det_inputs(num_classes):
