@@ -6,6 +6,7 @@ training processes through ``custom_imports`` (the test puts this folder on
 PYTHONPATH).
 """
 import json
+import os
 import os.path as osp
 
 import torch
@@ -33,7 +34,10 @@ def sync_bn_worker(rank, port, x, grad_out, out_file):
     torch.save(dict(y=y.detach(), gx=part.grad, gw=bn.weight.grad,
                     gb=bn.bias.grad, mean=bn.running_mean,
                     var=bn.running_var), f'{out_file}.{rank}')
-    dist.destroy_process_group()
+    # Exit without tearing the process group down: on torch 2.1 the gloo
+    # group's destructor joins its worker thread while holding the GIL, and
+    # a worker still releasing a tensor waits for the GIL: a deadlock.
+    os._exit(0)
 
 
 @HOOKS.register_module()
