@@ -82,17 +82,20 @@ def model_flops(model: nn.Module, shape: Sequence[int]) -> Dict[str, float]:
 
 
 def compare_forms(backbone: nn.Module, shape: Sequence[int], iters: int,
-                  warmup: int) -> Dict[str, object]:
+                  warmup: int, tol: float = float('inf')) -> Dict[str, object]:
     """Fuse a copy of ``backbone`` (eval mode, λ = 1) and run both forms on
     the CPU on a random ``1×3×shape`` input (drawn once the copy is fused):
     ``rel_err`` (max relative error of the fused outputs vs the training
     form's), ``train_ms`` and ``fused_ms`` (median and p90 ms of each form,
-    :func:`summarize`)."""
+    :func:`summarize`; None when ``rel_err`` exceeds ``tol``: a wrong fusion
+    is not timed)."""
     fused = copy.deepcopy(backbone)
     fused.switch_to_deploy()
     x = torch.randn(1, 3, *shape)
     with torch.no_grad():
         rel_err = max_rel_error(backbone(x), fused(x))
+    if not rel_err <= tol:
+        return dict(rel_err=rel_err, train_ms=None, fused_ms=None)
     train_ms, fused_ms = (summarize(measure_ms(lambda m=m: m(x), 'cpu',
                                                warmup, iters))
                           for m in (backbone, fused))

@@ -129,3 +129,23 @@ def test_switch_to_deploy_refuses_unless_lambda_is_one(tiny_arch):
     # forcing really changes the function (λ = 0.3 ≠ identity)
     assert max_rel_error(before, after) > 1e-3
     assert model.act_learn == 1.0
+
+
+def test_compare_forms_checks_before_it_times(tiny_arch):
+    from vanillanet_mm.analysis import compare_forms
+    model = VanillaNet(tiny_arch, act_num=1, out_indices=(0, 1, 2, 3)).eval()
+    randomize_bn(model)
+    model.set_act_learn(1.0)
+    torch.manual_seed(3)
+    res = compare_forms(model, (32, 32), iters=2, warmup=1)
+    # the same input, fused independently
+    torch.manual_seed(3)
+    fused = copy.deepcopy(model)
+    fused.switch_to_deploy()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert res['rel_err'] == max_rel_error(model(x), fused(x)) <= 1e-5
+    assert all(res[k]['median_ms'] > 0 for k in ('train_ms', 'fused_ms'))
+    assert not model.deploy  # the copy was fused, not the model
+    wrong = compare_forms(model, (32, 32), iters=2, warmup=1, tol=-1.0)
+    assert wrong['train_ms'] is None and wrong['fused_ms'] is None
