@@ -1,9 +1,10 @@
 """Does deep training help a detector? The ablation on the embedded demo.
 
-Rows (each the demo recipe, configs/{mask_rcnn,upernet}/vanillanet_demo.py,
+Rows (each the recipe of configs/mask_rcnn/vanillanet_demo_13e.py or
+configs/upernet/vanillanet_demo_1500it.py, the bases of the demo configs,
 with only the λ treatment changed):
 
-- ``anneal``:  λ annealed 0 -> 1 (the demo as it is);
+- ``anneal``:  λ annealed 0 -> 1 (the recipe as it is);
 - ``lambda1``: λ = 1 throughout (the official detection code's training:
   the two convs of each pair trained as a linear pair);
 - ``shallow``: the shallow network trained directly (one conv-BN per stage,
@@ -41,15 +42,15 @@ from mmengine.config import Config
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(TOOLS)
 TASKS = {
-    'mask_rcnn': dict(config='configs/mask_rcnn/vanillanet_demo.py',
+    'mask_rcnn': dict(config='configs/mask_rcnn/vanillanet_demo_13e.py',
                       metrics=('coco/bbox_mAP', 'coco/segm_mAP'), digits=3,
                       rows=('anneal', 'lambda1', 'shallow', 'fuse')),
-    'upernet': dict(config='configs/upernet/vanillanet_demo.py',
+    'upernet': dict(config='configs/upernet/vanillanet_demo_1500it.py',
                     metrics=('mIoU', ), digits=2,
                     rows=('anneal', 'lambda1', 'shallow')),
 }
-# --cfg-options of each row on top of the demo config (custom_hooks.0 is
-# the demo's DeepTrainingHook; start=1 pins λ at 1)
+# --cfg-options of each row on top of the recipe's config (custom_hooks.0 is
+# its DeepTrainingHook; start=1 pins λ at 1)
 ROWS = {
     'anneal': (),
     'lambda1': ('custom_hooks.0.start=1.0', ),
@@ -58,7 +59,7 @@ ROWS = {
     'fuse': ('custom_hooks.0.fuse_at_end=True', ),
 }
 ROW_TITLES = {
-    'anneal': 'deep training, λ 0 → 1 (the demo)',
+    'anneal': 'deep training, λ 0 → 1 (the recipe as it is)',
     'lambda1': 'deep pair, λ = 1 throughout (official detection training)',
     'shallow': 'shallow network trained directly (no deep training)',
     'fuse': 'λ 0 → 1, then merged at λ = 1 and trained on shallow',
