@@ -22,8 +22,10 @@ venv:
 venv-lower:
 	STACK=lower VENV=$(LOWER_VENV) bash scripts/setup_env.sh
 
+# DEMO_ARGS e.g. --seed 1
+DEMO_ARGS ?=
 demo: venv
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(DEMO_ARGS)
 
 # after `make demo`: both demo models through mmdeploy to ONNX Runtime, each
 # evaluated against PyTorch (work_dirs/demo/deploy/{det,seg}/deploy_report.json)
