@@ -123,11 +123,12 @@ def det_checkpoints(tmp_path_factory):
                    root / name)
         return root / name
 
+    # another width of the last stage only: the mismatch is in stages.3
+    arch = Config.fromfile(DET).model.backbone.arch
     paths = dict(lambda0=save('lambda0.pth', 0.0),
                  lambda1=save('lambda1.pth'),
-                 other=save('other.pth',
-                            arch=dict(dims=[32, 64, 96, 128, 256],
-                                      strides=[1, 2, 2, 2])),
+                 other=save('other.pth', arch=dict(
+                     arch, dims=[*arch.dims[:-1], 2 * arch.dims[-1]])),
                  deploy=save('deploy.pth', deploy=True))
     data = paths['lambda1'].read_bytes()
     (root / 'truncated.pth').write_bytes(data[:len(data) // 2])

@@ -17,7 +17,7 @@ its own process (a peak RSS never goes down), side by side in one table:
 
     python tools/analysis_tools/profile_train_step.py \\
         configs/mask_rcnn/vanillanet_demo.py \\
-        --checkpoint work_dirs/demo/det/epoch_13.pth --forms deep cp shallow
+        --checkpoint work_dirs/demo/det/epoch_18.pth --forms deep cp shallow
 """
 import argparse
 import itertools
