@@ -43,3 +43,13 @@ def train_args(work_dir, data, *extra, epochs=2, keep=2):
              'randomness.seed=0', 'randomness.deterministic=True']
     return [str(ROOT / 'tools/train.py'), str(DEMO_DET), '--work-dir',
             str(work_dir), *map(str, extra), '--cfg-options', *opts]
+
+
+def load_tool(name):
+    """Import ``tools/NAME`` as a module, to call its functions in-process."""
+    import importlib.util
+    path = ROOT / 'tools' / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,8 +1,9 @@
 """Does deep training help a detector? The ablation on the embedded demo.
 
-Rows (each the recipe of configs/mask_rcnn/vanillanet_demo_13e.py or
-configs/upernet/vanillanet_demo_1500it.py, the bases of the demo configs,
-with only the λ treatment changed):
+Rows (each a recipe's config with only the λ treatment changed; ``--recipe
+base``: configs/mask_rcnn/vanillanet_demo_13e.py and
+configs/upernet/vanillanet_demo_1500it.py, the bases of the demo configs;
+``--recipe demo``: the demo configs themselves, a wider backbone):
 
 - ``anneal``:  λ annealed 0 -> 1 (the recipe as it is);
 - ``lambda1``: λ = 1 throughout (the official detection code's training:
@@ -14,15 +15,17 @@ with only the λ treatment changed):
 
 Each run trains through tools/train.py (one thread a run, ``--jobs`` runs
 side by side), validates once at the end, and writes one small JSON result
-(metrics, minutes, seed, a digest of its config) to ``--results`` as soon
-as it ends. A run whose result exists with the same config digest is not
-run again, so the ablation can stop and resume; ``--table`` prints the
-mean ± std table from the result files. Hours on 2 CPU cores; not part of
-``make test``. Example::
+(metrics, minutes, seed, a digest of its config) to ``--results``
+(docs/ablation/RECIPE) as soon as it ends. A run whose result exists with
+the same config digest is not run again, so the ablation can stop and
+resume; ``--table`` prints the mean ± std table from the result files.
+Hours on 2 CPU cores; not part of ``make test``. Example::
 
     python tools/analysis_tools/deep_training_ablation.py --jobs 2
     python tools/analysis_tools/deep_training_ablation.py --table \
         --doc docs/deep_training_ablation.md
+    python tools/analysis_tools/deep_training_ablation.py --recipe demo \
+        --seeds 0 1 2 --jobs 2
 """
 import argparse
 import copy
@@ -42,12 +45,17 @@ from mmengine.config import Config
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(TOOLS)
 TASKS = {
-    'mask_rcnn': dict(config='configs/mask_rcnn/vanillanet_demo_13e.py',
-                      metrics=('coco/bbox_mAP', 'coco/segm_mAP'), digits=3,
+    'mask_rcnn': dict(metrics=('coco/bbox_mAP', 'coco/segm_mAP'), digits=3,
                       rows=('anneal', 'lambda1', 'shallow', 'fuse')),
-    'upernet': dict(config='configs/upernet/vanillanet_demo_1500it.py',
-                    metrics=('mIoU', ), digits=2,
+    'upernet': dict(metrics=('mIoU', ), digits=2,
                     rows=('anneal', 'lambda1', 'shallow')),
+}
+# each task's config per recipe: 'base' is frozen so its results stay valid
+RECIPES = {
+    'base': dict(mask_rcnn='configs/mask_rcnn/vanillanet_demo_13e.py',
+                 upernet='configs/upernet/vanillanet_demo_1500it.py'),
+    'demo': dict(mask_rcnn='configs/mask_rcnn/vanillanet_demo.py',
+                 upernet='configs/upernet/vanillanet_demo.py'),
 }
 # --cfg-options of each row on top of the recipe's config (custom_hooks.0 is
 # its DeepTrainingHook; start=1 pins λ at 1)
@@ -82,14 +90,14 @@ def options(task: str, row: str, seed: int, data_root: str,
 
 
 @functools.lru_cache(None)
-def _config(task: str) -> Config:
-    return Config.fromfile(osp.join(ROOT, TASKS[task]['config']))
+def _config(path: str) -> Config:
+    return Config.fromfile(osp.join(ROOT, path))
 
 
-def digest(task: str, row: str, seed: int, extra=()) -> str:
+def digest(recipe: str, task: str, row: str, seed: int, extra=()) -> str:
     """What makes a result stale: the merged config of the run (data paths
     left out, so the result does not depend on where the data lies)."""
-    cfg = copy.deepcopy(_config(task))
+    cfg = copy.deepcopy(_config(RECIPES[recipe][task]))
     cfg.merge_from_dict(dict(o.split('=', 1) for o in options(
         task, row, seed, 'DATA', extra)))
     return hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:16]
@@ -114,7 +122,7 @@ def run_one(task, row, seed, args) -> dict:
     name = run_name(task, row, seed)
     wd = osp.join(args.work_dir, name)
     cmd = [sys.executable, osp.join(TOOLS, 'train.py'),
-           TASKS[task]['config'], '--work-dir', wd, '--cfg-options',
+           RECIPES[args.recipe][task], '--work-dir', wd, '--cfg-options',
            *options(task, row, seed, args.data_root, args.cfg_options)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
@@ -128,9 +136,11 @@ def run_one(task, row, seed, args) -> dict:
               flush=True)
         return {}
     result = dict(task=task, row=row, seed=seed, minutes=round(minutes, 2),
+                  config=RECIPES[args.recipe][task],
                   threads=args.threads, jobs=args.jobs,
                   metrics=final_metrics(wd, TASKS[task]['metrics']),
-                  digest=digest(task, row, seed, args.cfg_options),
+                  digest=digest(args.recipe, task, row, seed,
+                                args.cfg_options),
                   options=[*ROWS[row], *args.cfg_options])
     from vanillanet_mm.utils.fileio import atomic_write_json
     atomic_write_json(result, osp.join(args.results, f'{name}.json'),
@@ -159,7 +169,8 @@ def todo(args) -> list:
         for task in args.tasks:
             for row in TASKS[task]['rows']:
                 key = (task, row, seed)
-                if have.get(key) != digest(*key, args.cfg_options):
+                if have.get(key) != digest(args.recipe, *key,
+                                           args.cfg_options):
                     runs.append(key)
     return runs
 
@@ -171,14 +182,15 @@ def _mean_std(values, digits: int = 3) -> str:
             f'{statistics.stdev(values):.{digits}f}')
 
 
-def table(results: list, extra=()) -> str:
+def table(results: list, recipe: str, extra=()) -> str:
     """Markdown: one line per task and row, mean ± std over the seeds."""
     lines = ['| task | row | seeds | ' + 'metrics (mean ± std) | '
              'minutes per run |', '|---|---|---|---|---|']
     for task, spec in TASKS.items():
         for row in spec['rows']:
             rs = [r for r in results if (r['task'], r['row']) == (task, row)
-                  and r['digest'] == digest(task, row, r['seed'], extra)]
+                  and r['digest'] == digest(recipe, task, row, r['seed'],
+                                            extra)]
             if not rs:
                 continue
             metrics = ', '.join(
@@ -192,19 +204,20 @@ def table(results: list, extra=()) -> str:
     return '\n'.join(lines)
 
 
-def write_into(doc: str, text: str) -> None:
-    """Replace what lies between ``<!-- table`` and ``<!-- end table -->``
-    in ``doc`` by ``text``."""
+def write_into(doc: str, text: str, recipe: str) -> None:
+    """Replace what lies between ``<!-- table RECIPE`` and ``<!-- end table
+    RECIPE -->`` in ``doc`` by ``text``."""
     from vanillanet_mm.utils.fileio import atomic_write_text
     with open(doc) as f:
         lines = f.read().split('\n')
     try:
         start = next(i for i, ln in enumerate(lines)
-                     if ln.startswith('<!-- table'))
-        end = lines.index('<!-- end table -->')
+                     if ln.startswith(f'<!-- table {recipe}:'))
+        end = lines.index(f'<!-- end table {recipe} -->')
     except (StopIteration, ValueError):
-        raise SystemExit(f'{doc} has no "<!-- table ... -->" / "<!-- end '
-                         'table -->" markers to write the table between')
+        raise SystemExit(f'{doc} has no "<!-- table {recipe}: ... -->" / '
+                         f'"<!-- end table {recipe} -->" markers to write '
+                         'the table between')
     atomic_write_text('\n'.join(lines[:start + 1] + text.split('\n')
                                  + lines[end:]), doc)
 
@@ -212,6 +225,9 @@ def write_into(doc: str, text: str) -> None:
 def main():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--recipe', default='base', choices=list(RECIPES),
+                   help="the configs the rows change: 'base' (default) the "
+                   "demo configs' frozen bases, 'demo' the demo configs")
     p.add_argument('--tasks', nargs='+', default=list(TASKS),
                    choices=list(TASKS))
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
@@ -219,9 +235,9 @@ def main():
                    help='runs side by side (default 2)')
     p.add_argument('--threads', type=int, default=1,
                    help='threads per run (default 1)')
-    p.add_argument('--results', default=osp.join(ROOT, 'docs/ablation'),
-                   help='one JSON per finished run (default docs/ablation)')
-    p.add_argument('--work-dir', default='work_dirs/ablation')
+    p.add_argument('--results', help='one JSON per finished run (default '
+                   'docs/ablation/RECIPE)')
+    p.add_argument('--work-dir', help='default work_dirs/ablation/RECIPE')
     p.add_argument('--data-root', default='data/demo')
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='more key=value overrides for every run (part of '
@@ -234,11 +250,16 @@ def main():
     p.add_argument('--dry-run', action='store_true',
                    help='list the runs still to do and exit')
     args = p.parse_args()
+    args.results = args.results or osp.join(ROOT, 'docs/ablation',
+                                            args.recipe)
+    args.work_dir = args.work_dir or osp.join('work_dirs/ablation',
+                                              args.recipe)
     if args.table:
-        text = table(load_results(args.results), args.cfg_options)
+        text = table(load_results(args.results), args.recipe,
+                     args.cfg_options)
         print(text)
         if args.doc:
-            write_into(args.doc, text)
+            write_into(args.doc, text, args.recipe)
         return
     runs = todo(args)
     print(f'{len(runs)} runs to do: '
@@ -251,7 +272,7 @@ def main():
     os.makedirs(args.results, exist_ok=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda r: run_one(*r, args), runs))
-    print(table(load_results(args.results), args.cfg_options))
+    print(table(load_results(args.results), args.recipe, args.cfg_options))
 
 
 if __name__ == '__main__':
