@@ -22,7 +22,7 @@ from mmengine.config import Config
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.analysis import compare_forms
 from vanillanet_mm.apis import build_model
-from vanillanet_mm.datasets import generate
+from vanillanet_mm.datasets import cfg_options, generate
 from vanillanet_mm.models.checkpoint import read_checkpoint
 from vanillanet_mm.utils.fileio import atomic_write_json
 
@@ -36,8 +36,7 @@ TASKS = {
     'seg': dict(config='configs/upernet/vanillanet_demo.py',
                 metrics={'mIoU': ('mIoU', 80.0)},
                 # draw every 12th image (mmdet draws all), enough for PNGs
-                test_args=('--cfg-options',
-                           'default_hooks.visualization.interval=12')),
+                test_options=('default_hooks.visualization.interval=12', )),
 }
 
 
@@ -64,12 +63,12 @@ def last_checkpoint(work_dir: str) -> str:
         return f.read().strip()
 
 
-def run_task(task: str, work_dir: str, seed: int, env: dict,
-             quiet: bool) -> dict:
+def run_task(task: str, args, env: dict, quiet: bool) -> dict:
     """Train one demo config through tools/train.py, then test it through
     tools/test.py, plain and with --deploy; outputs to log files if quiet."""
-    cfg_path, wd = TASKS[task]['config'], osp.join(work_dir, task)
+    cfg_path, wd = TASKS[task]['config'], osp.join(args.work_dir, task)
     os.makedirs(wd, exist_ok=True)
+    data = cfg_options(args.data_root, coco=task == 'det')
 
     def tool(name, *args, log=None):
         sh(osp.join(TOOLS, f'{name}.py'), cfg_path, *args, env=env,
@@ -77,17 +76,17 @@ def run_task(task: str, work_dir: str, seed: int, env: dict,
 
     t0 = time.time()
     # no validation inside training: evaluated once below by test.py
-    tool('train', '--work-dir', wd, '--cfg-options',
-         f'train_cfg.val_begin={NO_VAL}', f'randomness.seed={seed}')
+    tool('train', '--work-dir', wd, '--cfg-options', *data,
+         f'train_cfg.val_begin={NO_VAL}', f'randomness.seed={args.seed}')
     out = {f'{task}_train_minutes': (time.time() - t0) / 60}
     ckpt = last_checkpoint(wd)
     lam = read_checkpoint(ckpt)['state_dict']['backbone._act_learn']
     out[f'{task}_act_learn_final'] = float(lam)
     metrics = {}
-    for form, extra in (('test', ('--show-dir', osp.join(wd, 'vis'),
-                                  *TASKS[task].get('test_args', ()))),
+    for form, extra in (('test', ('--show-dir', osp.join(wd, 'vis'))),
                         ('test_fused', ('--deploy', ))):
         tool('test', ckpt, '--work-dir', osp.join(wd, form), *extra,
+             '--cfg-options', *data, *TASKS[task].get('test_options', ()),
              log=form)
         with open(osp.join(wd, form, 'test_metrics.json')) as f:
             metrics[form] = json.load(f)
@@ -95,7 +94,7 @@ def run_task(task: str, work_dir: str, seed: int, env: dict,
         out[name] = metrics['test'][key]
         out[f'{name}_fused'] = metrics['test_fused'][key]
     out[f'{task}_predictions'] = copy_pngs(
-        osp.join(wd, 'vis'), osp.join(work_dir, 'predictions', task))
+        osp.join(wd, 'vis'), osp.join(args.work_dir, 'predictions', task))
     return out
 
 
@@ -124,7 +123,9 @@ def copy_pngs(src: str, dst: str, n: int = 4) -> list:
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--work-dir', default='work_dirs/demo')
-    p.add_argument('--data-root', default='data/demo')
+    p.add_argument('--data-root', default='data/demo',
+                   help='where the demo data is written, and read by both '
+                   'tasks (default data/demo)')
     p.add_argument('--tasks', nargs='+', default=list(TASKS),
                    choices=list(TASKS))
     p.add_argument('--jobs', type=int, default=2,
@@ -146,8 +147,8 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     summary = dict(seed=args.seed)
     with ThreadPoolExecutor(jobs) as pool:
-        for out in pool.map(lambda t: run_task(t, args.work_dir, args.seed,
-                                               env, jobs > 1), args.tasks):
+        for out in pool.map(lambda t: run_task(t, args, env, jobs > 1),
+                            args.tasks):
             summary.update(out)
     rows = [(name, target, summary[name], summary[f'{name}_fused'])
             for task in args.tasks

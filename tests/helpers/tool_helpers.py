@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vanillanet_mm.datasets import cfg_options
+
 ROOT = Path(__file__).parents[2]
 DEMO_DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
 
@@ -16,25 +18,16 @@ def tool(name, *args, env=None, timeout=900):
 
 
 def data_options(root, det):
-    """--cfg-options pointing a demo config's loaders (and, for mmdet, its
-    evaluators) at the demo data set under ``root``."""
-    opts = [f'{loader}.dataset.data_root={root}/' for loader in (
-        'train_dataloader', 'val_dataloader', 'test_dataloader')]
-    if det:
-        ann = f'{root}/annotations/instances_validation.json'
-        opts += [f'val_evaluator.ann_file={ann}',
-                 f'test_evaluator.ann_file={ann}']
-    return opts
+    """--cfg-options pointing a demo config at the demo data under ``root``
+    (for mmdet, its evaluators too)."""
+    return cfg_options(str(root), coco=det)
 
 
 def train_args(work_dir, data, *extra, epochs=2, keep=2):
     """tools/train.py on the demo Mask R-CNN, batches of 2, a checkpoint
     each epoch, deterministic; λ reaches 1 after 2 epochs."""
-    opts = [f'{loader}.dataset.data_root={data}/' for loader in (
-        'train_dataloader', 'val_dataloader', 'test_dataloader')]
-    opts += [f'val_evaluator.ann_file={data}/annotations/'
-             'instances_validation.json',
-             'train_dataloader.batch_size=2', f'train_cfg.max_epochs={epochs}',
+    opts = data_options(data, det=True)
+    opts += ['train_dataloader.batch_size=2', f'train_cfg.max_epochs={epochs}',
              f'train_cfg.val_interval={epochs + 1}',
              'custom_hooks.0.decay_epochs=2',
              'default_hooks.logger.interval=1',

@@ -1,3 +1,3 @@
-from .synthetic import CLASSES, SEG_CLASSES, generate
+from .synthetic import CLASSES, SEG_CLASSES, cfg_options, generate
 
-__all__ = ['CLASSES', 'SEG_CLASSES', 'generate']
+__all__ = ['CLASSES', 'SEG_CLASSES', 'cfg_options', 'generate']

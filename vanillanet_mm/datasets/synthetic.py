@@ -174,6 +174,18 @@ def generate(out: str, num_train: int = 300, num_val: int = 50,
     return info
 
 
+def cfg_options(root: str, coco: bool) -> list:
+    """``--cfg-options`` pointing a demo config's loaders (and, with ``coco``,
+    its COCO evaluators) at the dataset written under ``root``."""
+    opts = [f'{loader}.dataset.data_root={root}/' for loader in (
+        'train_dataloader', 'val_dataloader', 'test_dataloader')]
+    if coco:
+        ann = f'{root}/annotations/instances_validation.json'
+        opts += [f'val_evaluator.ann_file={ann}',
+                 f'test_evaluator.ann_file={ann}']
+    return opts
+
+
 def _counts_ok(root: Path, counts: dict) -> bool:
     for split, c in counts.items():
         ann = root / 'annotations' / f'instances_{split}.json'
