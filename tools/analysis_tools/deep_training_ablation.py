@@ -96,11 +96,13 @@ def _config(path: str) -> Config:
 
 def digest(recipe: str, task: str, row: str, seed: int, extra=()) -> str:
     """What makes a result stale: the merged config of the run (data paths
-    left out, so the result does not depend on where the data lies)."""
+    left out, so the result does not depend on where the data lies), as
+    sorted JSON (not ``pretty_text``: its layout changes with yapf)."""
     cfg = copy.deepcopy(_config(RECIPES[recipe][task]))
     cfg.merge_from_dict(dict(o.split('=', 1) for o in options(
         task, row, seed, 'DATA', extra)))
-    return hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:16]
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def final_metrics(work_dir: str, keys) -> dict:
