@@ -2,8 +2,9 @@
 # with deep training (λ 0 -> 1) on the embedded demo data, one CPU thread next
 # to the UperNet demo. It is the ablation's recipe (vanillanet_demo_13e.py)
 # with a wider backbone, 64 RoIs per image instead of 128 (half the RoI-head
-# cost a step), 18 epochs and λ = 1 from epoch 3 (the ablation found the pair
-# at λ = 1, not the anneal, to help). Seed 0, one thread next to another run:
+# cost a step), 18 epochs and λ = 1 from epoch 3 (on its base recipe the
+# ablation found the pair, not the anneal, to help). Seed 0, one thread next to
+# another run:
 # 13e 0.673 bbox mAP; 64 RoIs, 16 epochs, λ = 1 at 3: 0.697; the same wider:
 # 0.726 (README, "Demo", has the final figures).
 _base_ = './vanillanet_demo_13e.py'

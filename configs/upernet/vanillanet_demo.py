@@ -2,10 +2,10 @@
 # deep training (λ 0 -> 1) on the embedded demo data, one CPU thread next to
 # the Mask R-CNN demo. It is the ablation's recipe (vanillanet_demo_1500it.py)
 # with the demo Mask R-CNN's wider backbone and λ = 1 from iteration 500
-# (the ablation found the pair at λ = 1, not the anneal, to help). Seed 0,
-# one thread next to another run: 1200 iterations, λ = 1 at 300: 74.3 mIoU;
-# the wider backbone, 1500 iterations: 82.6 (README, "Demo", has the final
-# figures).
+# (on its base recipe the ablation found the pair, not the anneal, to help).
+# Seed 0, one thread next to another run: 1200 iterations, λ = 1 at 300:
+# 74.3 mIoU; the wider backbone, 1500 iterations: 82.6 (README, "Demo", has
+# the final figures).
 _base_ = './vanillanet_demo_1500it.py'
 
 lambda_iters = 500
