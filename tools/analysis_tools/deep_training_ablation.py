@@ -80,13 +80,9 @@ def run_name(task: str, row: str, seed: int) -> str:
 
 def options(task: str, row: str, seed: int, data_root: str,
             extra=()) -> list:
-    opts = [f'randomness.seed={seed}', *ROWS[row], *extra]
-    opts += [f'{loader}.dataset.data_root={data_root}/' for loader in (
-        'train_dataloader', 'val_dataloader', 'test_dataloader')]
-    if task == 'mask_rcnn':
-        opts.append(f'val_evaluator.ann_file={data_root}/annotations/'
-                    'instances_validation.json')
-    return opts
+    from vanillanet_mm.datasets import cfg_options
+    return [f'randomness.seed={seed}', *ROWS[row], *extra,
+            *cfg_options(data_root, coco=task == 'mask_rcnn')]
 
 
 @functools.lru_cache(None)
