@@ -25,7 +25,7 @@ Hours on 2 CPU cores; not part of ``make test``. Example::
     python tools/analysis_tools/deep_training_ablation.py --table \
         --doc docs/deep_training_ablation.md
     python tools/analysis_tools/deep_training_ablation.py --recipe demo \
-        --seeds 0 1 2 --jobs 2
+        --seeds 0 1 --jobs 2
 """
 import argparse
 import copy
