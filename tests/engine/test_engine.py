@@ -66,7 +66,7 @@ def test_ema_model_follows_lambda(tmp_path):
 
 def test_lambda_in_text_log(tmp_path):
     _, runner = _train(tmp_path, dict(decay_iters=4),
-                       dict(type='IterBasedTrainLoop', max_iters=3))
+                       dict(type='IterBasedTrainLoop', max_iters=5))
     log = next(tmp_path.glob('*/*.log')).read_text()
     assert 'act_learn: 0.2500' in log and 'act_learn: 0.5000' in log
 
@@ -74,16 +74,58 @@ def test_lambda_in_text_log(tmp_path):
 def test_resume_mid_anneal_continues_lambda_exactly(tmp_path):
     cfg = dict(type='IterBasedTrainLoop', max_iters=8)
     ckpt = dict(type='CheckpointHook', interval=4, by_epoch=False)
-    full, _ = _train(tmp_path / 'full', dict(decay_iters=10), cfg,
+    full, _ = _train(tmp_path / 'full', dict(decay_iters=7), cfg,
                      checkpoint=ckpt)
     resumed, runner = _train(
-        tmp_path / 'resumed', dict(decay_iters=10), cfg, checkpoint=ckpt,
+        tmp_path / 'resumed', dict(decay_iters=7), cfg, checkpoint=ckpt,
         resume=True, load_from=str(tmp_path / 'full' / 'iter_4.pth'))
     assert [r['iter'] for r in resumed] == [4, 5, 6, 7]
     assert [r['act_learn'] for r in resumed] == [r['act_learn']
                                                  for r in full[4:]]
     assert [r['loss'] for r in resumed] == pytest.approx(
         [r['loss'] for r in full[4:]], rel=1e-5)
+
+
+EPOCHS2 = dict(by_epoch=True, max_epochs=2)  # 4 iterations an epoch
+ITERS8 = dict(type='IterBasedTrainLoop', max_iters=8)
+
+
+@pytest.mark.parametrize('hook_cfg, train_cfg, last', [
+    (dict(decay_epochs=3), EPOCHS2, 1.75),
+    # per_iter: the last update is 1/4 epoch before the end
+    (dict(decay_epochs=2), EPOCHS2, 1.75),
+    # per epoch: the last update is at the start of the last epoch
+    (dict(decay_epochs=1.5, per_iter=False), EPOCHS2, 1),
+    (dict(decay_iters=8), EPOCHS2, 7),
+    (dict(decay_iters=8, fuse_at_end=True), ITERS8, 7),
+    (dict(decay_epochs=2), ITERS8, 1.75),
+])
+def test_lambda_short_of_end_refuses_before_training(tmp_path, hook_cfg,
+                                                     train_cfg, last):
+    rec = RecordHook()
+    runner = make_runner(tmp_path, [dict(type='DeepTrainingHook',
+                                         **hook_cfg), rec], train_cfg)
+    name = 'decay_epochs' if 'decay_epochs' in hook_cfg else 'decay_iters'
+    with pytest.raises(ValueError, match=f'set {name} <= {last:g} or'):
+        runner.train()
+    assert rec.records == []
+
+
+@pytest.mark.parametrize('hook_cfg, train_cfg, last_update', [
+    (dict(decay_epochs=1.75), EPOCHS2, 7),
+    (dict(decay_epochs=1, per_iter=False), EPOCHS2, 4),
+    (dict(decay_iters=7), EPOCHS2, 7),
+    (dict(decay_iters=7, fuse_at_end=True), ITERS8, 7),
+    (dict(decay_epochs=1.75, schedule='cosine'), ITERS8, 7),
+])
+def test_lambda_reaching_end_at_the_last_update_trains(
+        tmp_path, hook_cfg, train_cfg, last_update):
+    recs, runner = _train(tmp_path, hook_cfg, train_cfg)
+    lams = [r['act_learn'] for r in recs]
+    assert len(lams) == 8
+    assert lams.index(1.0) == last_update and lams[-1] == 1.0
+    if hook_cfg.get('fuse_at_end'):
+        assert runner.model.backbone.layout == 'shallow'
 
 
 def test_hook_argument_errors():

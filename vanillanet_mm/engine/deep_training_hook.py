@@ -43,7 +43,13 @@ class DeepTrainingHook(Hook):
     merged too, the optimizer is rebuilt for the new parameters (same
     config: layer decay, no weight decay on 1-D parameters) at the point of
     the schedule reached, and kept parameters keep their optimizer state.
-    A checkpoint written after the merge resumes into the merged form.
+    ``--resume`` of a checkpoint written after the merge replays it before
+    the weights load (``load_from`` and ``init_cfg`` refuse such a
+    checkpoint in a deep model: VanillaNet's layout rule).
+
+    Before training, the hook refuses (one line naming the fix) a decay
+    that the schedule's last λ update does not reach, so λ ends at ``end``
+    and ``fuse_at_end`` fires; and λ < 1 on a model without deep pairs.
 
     Args:
         decay_epochs (float, optional): λ reaches ``end`` after this many
@@ -88,24 +94,58 @@ class DeepTrainingHook(Hook):
         self.end = end
         self.per_iter = per_iter
 
+    def _fraction(self, progress: float) -> float:
+        """How far λ has come from ``start`` to ``end``, in [0, 1]."""
+        t = min(max(progress / (self.decay_epochs or self.decay_iters), 0.),
+                1.)
+        return 0.5 * (1 - math.cos(math.pi * t)) if (
+            self.schedule == 'cosine') else t
+
     def act_learn_at(self, progress: float) -> float:
         """λ after ``progress`` epochs or iterations (whichever decays)."""
-        decay = self.decay_epochs or self.decay_iters
-        t = min(max(progress / decay, 0.), 1.)
-        if self.schedule == 'cosine':
-            t = 0.5 * (1 - math.cos(math.pi * t))
-        return self.start + (self.end - self.start) * t
+        t = self._fraction(progress)
+        return self.end if t == 1 else self.start + (self.end -
+                                                     self.start) * t
+
+    def _progress_at(self, it: int, batch_idx: int, epoch_based: bool,
+                     iters_per_epoch: int) -> float:
+        """The progress (in the decay's unit) before iteration ``it``, the
+        ``batch_idx``-th of its epoch."""
+        epoch = it // iters_per_epoch
+        if self.decay_iters is not None:
+            return it if self.per_iter else epoch * iters_per_epoch
+        if epoch_based and not self.per_iter:
+            return epoch
+        if epoch_based:
+            return epoch + batch_idx / iters_per_epoch
+        return it / iters_per_epoch
 
     def _progress(self, runner, batch_idx: int) -> float:
-        if self.decay_iters is not None:
-            if self.per_iter:
-                return runner.iter
-            return runner.epoch * len(runner.train_dataloader)
-        if isinstance(runner.train_loop, EpochBasedTrainLoop):
-            if self.per_iter:
-                return runner.epoch + batch_idx / len(runner.train_dataloader)
-            return runner.epoch
-        return runner.iter / len(runner.train_dataloader)
+        return self._progress_at(
+            runner.iter, batch_idx,
+            isinstance(runner.train_loop, EpochBasedTrainLoop),
+            len(runner.train_dataloader))
+
+    def check_schedule(self, max_iters: int, iters_per_epoch: int,
+                       epoch_based: bool) -> None:
+        """Refuse a schedule whose last λ update comes before λ reaches
+        ``end`` (then λ would stay short of it, and ``fuse_at_end`` would
+        never merge): one line naming the fix."""
+        last = max_iters - 1
+        if epoch_based and not self.per_iter:  # updated at epoch starts
+            last -= last % iters_per_epoch
+        final = self._progress_at(last, last % iters_per_epoch, epoch_based,
+                                  iters_per_epoch)
+        if self._fraction(final) < 1:
+            name = 'decay_epochs' if self.decay_iters is None else (
+                'decay_iters')
+            raise ConfigError(
+                f'DeepTrainingHook: λ would end the training at '
+                f'{self.act_learn_at(final):g}, not end={self.end:g}: the '
+                f'last λ update of this schedule comes at {final:g} '
+                f"{name.split('_')[1]}, but {name}="
+                f'{self.decay_epochs or self.decay_iters:g}; set {name} <= '
+                f'{final:g} or train longer')
 
     def _apply(self, runner, batch_idx: int = 0) -> None:
         value = self.act_learn_at(self._progress(runner, batch_idx))
@@ -145,21 +185,34 @@ class DeepTrainingHook(Hook):
                   logger='current')
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        # a checkpoint written after the merge: take its form before the
-        # runner loads the weights and the optimizer state into the model
+        # --resume of a run this hook merged: replay the merge before the
+        # runner loads the weights and the optimizer state (every other load
+        # of a merged checkpoint into a deep model is refused: VanillaNet)
         key = STEM_KEYS['shallow']
-        if any(k == key or k.endswith('.' + key)
-               for k in checkpoint.get('state_dict', {})):
+        if runner._resume and any(  # as mmengine's EMAHook tells resume
+                k == key or k.endswith('.' + key)
+                for k in checkpoint.get('state_dict', {})):
             self._switch_to_shallow(runner, force=True)  # weights come next
 
     def before_train(self, runner) -> None:
-        if not modules_with(runner, 'set_act_learn'):
+        backbones = modules_with(runner, 'set_act_learn')
+        if not backbones:
             raise ConfigError('DeepTrainingHook found no module with '
-                               'set_act_learn() (no VanillaNet in the model)')
-        if not self.per_iter and not isinstance(runner.train_loop,
-                                                EpochBasedTrainLoop):
+                              'set_act_learn() (no VanillaNet in the model)')
+        epoch_based = isinstance(runner.train_loop, EpochBasedTrainLoop)
+        if not self.per_iter and not epoch_based:
             raise ConfigError('DeepTrainingHook(per_iter=False) steps λ at '
-                             'epoch starts: use it with an epoch-based loop')
+                              'epoch starts: use it with an epoch-based loop')
+        self.check_schedule(runner.train_loop.max_iters,
+                            len(runner.train_dataloader), epoch_based)
+        now = self.act_learn_at(self._progress(runner, 0))
+        if now != 1 and not any(getattr(m, 'deep', False)
+                                for m in backbones):
+            raise ConfigError(
+                f'DeepTrainingHook would set λ = {now:g}, but the VanillaNet '
+                'has no deep pairs for λ to act on (built with '
+                'deep_training=False or deploy=True): remove the hook, or '
+                'set its start=1 to only log λ')
         self._apply(runner)
 
     def before_train_epoch(self, runner) -> None:
