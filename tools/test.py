@@ -13,7 +13,12 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.apis import add_common_args, build_model, load_config
+from vanillanet_mm.apis import (
+    add_common_args,
+    build_model,
+    follow_merged_checkpoint,
+    load_config,
+)
 from vanillanet_mm.models.checkpoint import (
     check_fusable_checkpoint,
     check_model_checkpoint,
@@ -61,6 +66,7 @@ def build_cfg(args) -> Config:
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True
     check_dataset(cfg, ('test_dataloader', ))
+    follow_merged_checkpoint(cfg, args.checkpoint)
     check_checkpoint(build_model(cfg), args)
     return cfg
 

@@ -4,6 +4,7 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
 from .engine.dist import prepare_cpu_distributed
 from .utils.errors import ConfigError, InputFileError
@@ -27,6 +28,22 @@ def build_model(cfg: Config):
     register_scope(cfg)
     from mmengine.registry import MODELS
     return MODELS.build(cfg.model)
+
+
+def follow_merged_checkpoint(cfg: Config, path: str) -> None:
+    """A run with ``DeepTrainingHook(fuse_at_end=True)`` saves the merged
+    (shallow) layout: to test or run it with its own training config, build
+    the backbone in that layout. Any other layout mismatch stays an error
+    (the layout rule: :func:`vanillanet_mm.models.checkpoint.check_layout`).
+    """
+    from .models.checkpoint import backbone_layout
+    backbone = cfg.model.get('backbone', {})
+    if (backbone.get('type') == 'VanillaNet' and not backbone.get('deploy')
+            and backbone.get('deep_training', True)
+            and backbone_layout(path) == 'shallow'):
+        backbone.deep_training = False
+        print_log(f'{path}: merged by DeepTrainingHook(fuse_at_end) -> '
+                  'model.backbone.deep_training=False', logger='current')
 
 
 def add_common_args(parser) -> None:

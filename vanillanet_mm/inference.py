@@ -13,7 +13,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
-from .apis import SUPPORTED_SCOPES
+from .apis import SUPPORTED_SCOPES, follow_merged_checkpoint
 from .utils.errors import ConfigError, InputFileError
 
 
@@ -22,14 +22,15 @@ def build_inferencer(config: str, checkpoint: str, device: str = 'cpu'):
     for path in (config, checkpoint):
         if not osp.isfile(path):
             raise InputFileError(f'file not found: {path}')
-    scope = Config.fromfile(config).get('default_scope')
+    cfg = Config.fromfile(config)
+    follow_merged_checkpoint(cfg, checkpoint)
+    scope = cfg.get('default_scope')
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
-        return DetInferencer(model=config, weights=checkpoint, device=device,
+        return DetInferencer(model=cfg, weights=checkpoint, device=device,
                              show_progress=False)
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=config, weights=checkpoint,
-                               device=device)
+        return MMSegInferencer(model=cfg, weights=checkpoint, device=device)
     raise ConfigError(f'config default_scope must be one of '
                       f'{SUPPORTED_SCOPES}, got {scope!r}')

@@ -23,8 +23,7 @@ from engine_helpers import (
 )
 
 ARCHES = [dict(dims=[16, 24, 32, 48], strides=[1, 2, 2]),
-          dict(dims=[16, 24, 32, 48], strides=[2, 1, 2],
-               ada_pool=[0, 0, 3])]
+          dict(dims=[16, 24, 32, 48], strides=[2, 1, 2])]
 OPTIM = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
              paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
 SCHEDULE = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
@@ -61,15 +60,15 @@ def test_switch_to_shallow_keeps_the_function(arch):
     for a, b, c in zip(deep(x), shallow(x), fused(x)):
         assert _rel(a, b) <= 1e-5 and _rel(a, c) <= 1e-5
     # the shallow form is the paper's network without deep training
-    scratch = VanillaNet(arch, act_num=2, deep_training=False)
+    scratch = VanillaNet(arch, act_num=2, out_indices=(0, 1, 2, 'stem'),
+                         deep_training=False)
     assert {k: v.shape for k, v in scratch.state_dict().items()} == {
         k: v.shape for k, v in shallow.state_dict().items()}
-    # ... and a deep model takes its weights in that form
-    deep2 = VanillaNet(arch, act_num=2, out_indices=(0, 1, 2, 'stem'))
-    deep2.load_state_dict(shallow.state_dict())
-    deep2.eval()
-    assert deep2.layout == 'shallow'
-    assert all(torch.equal(a, b) for a, b in zip(deep2(x), shallow(x)))
+    # ... which takes the merged weights (a deep model refuses them:
+    # tests/engine/test_layout_rule.py)
+    scratch.load_state_dict(shallow.state_dict())
+    scratch.eval()
+    assert all(torch.equal(a, b) for a, b in zip(scratch(x), shallow(x)))
 
 
 def test_switch_to_shallow_refuses_lambda_below_one():
@@ -188,6 +187,10 @@ def test_fuse_at_end_resumes_exactly(tmp_path, start):
     for k, v in unwrap(runner2.model).state_dict().items():
         assert torch.allclose(v.float(), final[k].float(), rtol=1e-5,
                               atol=1e-7), k
+    # the merge replayed on resume rebuilt the optimizer around the model
+    held = {p for g in runner2.optim_wrapper.optimizer.param_groups
+            for p in g['params']}
+    assert held == set(unwrap(runner2.model).parameters())
 
 
 def test_shallow_checkpoint_tests_fused(tmp_path):
@@ -195,7 +198,7 @@ def test_shallow_checkpoint_tests_fused(tmp_path):
     results = []
     for hooks in ([], [dict(type=SwitchToDeployHook)]):
         runner = make_runner(tmp_path / f'test{len(hooks)}', hooks, None,
-                             model=TinyClassifier(),
+                             model=TinyClassifier(deep_training=False),
                              load_from=str(tmp_path / 'full/iter_9.pth'),
                              test_dataloader=loader(6, seed=1),
                              test_evaluator=dict(type=LogitMetric),

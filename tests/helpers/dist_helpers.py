@@ -66,3 +66,36 @@ class RankProbeHook(Hook):
         with open(osp.join(self.out_dir, f'rank{runner.rank}.json'),
                   'w') as f:
             json.dump(record, f)
+
+
+def layout_rule_worker(rank, port, work_dir, checkpoint, deep_training,
+                       optim_wrapper, out_file):
+    """One of two gloo ranks training a TinyClassifier whose backbone is
+    initialised from ``checkpoint`` (``init_cfg`` Pretrained) under DDP.
+
+    Saves ``{'error': message}`` when the run refuses, else each backbone
+    parameter's final value and whether the optimizer holds it.
+    """
+    from engine_helpers import TinyClassifier, make_runner
+    os.environ['LOCAL_RANK'] = str(rank)  # as torchrun sets it
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=2)
+    model = TinyClassifier(deep_training=deep_training, init_cfg=dict(
+        type='Pretrained', checkpoint=checkpoint))
+    runner = make_runner(
+        work_dir, [], dict(by_epoch=True, max_epochs=2), model=model,
+        optim_wrapper=optim_wrapper, launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        model_wrapper_cfg=dict(type='CPUDistributedDataParallel'))
+    try:
+        runner.train()
+    except Exception as e:  # the refusal under test
+        torch.save(dict(error=f'{type(e).__name__}: {e}',
+                        iters=runner.iter), f'{out_file}.{rank}')
+        os._exit(0)
+    held = {id(p) for g in runner.optim_wrapper.optimizer.param_groups
+            for p in g['params']}
+    backbone = unwrap(runner.model).backbone
+    torch.save({name: (p.detach().clone(), id(p) in held)
+                for name, p in backbone.named_parameters()},
+               f'{out_file}.{rank}')
+    os._exit(0)  # see sync_bn_worker

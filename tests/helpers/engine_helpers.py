@@ -103,8 +103,9 @@ def make_runner(work_dir, hooks, train_cfg, model=None, **kwargs):
         work_dir=str(work_dir),
         train_dataloader=loader() if train else None,
         optim_wrapper=optim_wrapper,
-        # as Runner.from_cfg (tools/train.py) keeps it
-        cfg=dict(optim_wrapper=optim_wrapper),
+        # as Runner.from_cfg (tools/train.py) keeps them
+        cfg=dict(optim_wrapper=optim_wrapper,
+                 model_wrapper_cfg=kwargs.pop('model_wrapper_cfg', None)),
         train_cfg=train_cfg,
         custom_hooks=hooks,
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),

@@ -9,8 +9,11 @@ from vanillanet_mm.models import VanillaNet
 
 from conftest import small_arch
 
+DENSE = sorted(k for k, v in VanillaNet.arch_settings.items()
+               if not v['ada_pool'])
 
-@pytest.mark.parametrize('name', sorted(VanillaNet.arch_settings))
+
+@pytest.mark.parametrize('name', DENSE)
 def test_shapes_and_channels_of_every_variant(name):
     arch = small_arch(name)
     strides = arch['strides']
@@ -20,16 +23,52 @@ def test_shapes_and_channels_of_every_variant(name):
     outs = model(torch.randn(2, 3, h, w))
     assert len(outs) == len(strides) + 1
     assert model.out_channels == arch['dims'][1:] + arch['dims'][:1]
-    if arch.get('ada_pool'):
-        size = (h // 3, w // 3)  # stem: kernel 4, stride 3, padding 1
-    else:
-        size = (h // 4, w // 4)
+    size = (h // 4, w // 4)
     assert outs[-1].shape == (2, arch['dims'][0], *size)
     for i, out in enumerate(outs[:-1]):
-        pool = (arch.get('ada_pool') or [0] * len(strides))[i]
         if strides[i] == 2:
-            size = (pool, pool) if pool else (size[0] // 2, size[1] // 2)
+            size = (size[0] // 2, size[1] // 2)
         assert out.shape == (2, arch['dims'][i + 1], *size), (name, i)
+    assert model.total_stride == h // outs[-2].shape[-2]
+
+
+def test_ada_pool_is_refused_as_a_backbone_and_kept_by_the_classifier():
+    import timm
+    name = 'vanillanet_13_x1_5_ada_pool'
+    arch = small_arch(name)
+    for a in (name, arch):
+        with pytest.raises(ValueError, match="fixed sizes.*'vanillanet_13_x1"
+                           "_5'"):
+            VanillaNet(a)
+    # the official classifier pools stages 1, 2 and 9 to 38, 19 and 10
+    # whatever the input
+    clf = timm.create_model(name, arch=arch, num_classes=0).eval()
+    for size in (224, 320):
+        with torch.no_grad():
+            feats = clf.forward_intermediates(torch.randn(1, 3, size, size),
+                                              intermediates_only=True)
+        assert [feats[i].shape[-2:] for i in (1, 2, 9)] == [
+            (38, 38), (19, 19), (10, 10)]
+
+
+@pytest.mark.parametrize('norm_cfg', [
+    dict(type='GN', num_groups=4), dict(type='LN'), dict(type='IN'),
+    dict(type='BN', track_running_stats=False)])
+def test_norms_that_cannot_fuse_are_refused_at_build(tiny_arch, norm_cfg):
+    with pytest.raises(ValueError, match="cannot be fused.*type='BN'"):
+        VanillaNet(tiny_arch, norm_cfg=norm_cfg)
+
+
+@pytest.mark.parametrize('norm_cfg', [
+    dict(type='BN'), dict(type='SyncBN'), dict(type=nn.BatchNorm2d)])
+def test_batch_norms_build_and_fuse(tiny_arch, norm_cfg):
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(VanillaNet(tiny_arch, norm_cfg=norm_cfg))
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    before = model(x)[-1]
+    model.switch_to_deploy()
+    assert torch.allclose(model(x)[-1], before, rtol=1e-4, atol=1e-5)
 
 
 def test_full_width_vn13_detection_outputs():

@@ -22,7 +22,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 import vanillanet_mm
-from vanillanet_mm.apis import build_model
+from vanillanet_mm.apis import build_model, follow_merged_checkpoint
 from vanillanet_mm.engine.utils import switch_modules
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import (
@@ -66,6 +66,7 @@ def from_official(args) -> None:
 
 def to_deploy(args) -> None:
     cfg = Config.fromfile(args.config)
+    follow_merged_checkpoint(cfg, args.src)
     model = build_model(cfg)
     if not any(hasattr(m, 'switch_to_deploy') for m in model.modules()):
         raise ConfigError(

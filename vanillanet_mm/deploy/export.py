@@ -37,29 +37,29 @@ def load_fused_model(cfg, checkpoint: str):
 
     from ..apis import build_model
     from ..models.checkpoint import (
+        LAYOUT_ARGS,
+        CheckpointError,
+        backbone_layout,
         check_fusable_checkpoint,
         check_model_checkpoint,
-        extract_state_dict,
-        layout_of,
-        read_checkpoint,
-        to_backbone_state_dict,
     )
     if cfg.model.get('backbone', {}).get('type') != 'VanillaNet':
         raise ConfigError('the config\'s model.backbone is not a VanillaNet: '
                           'nothing to fuse (this tool deploys VanillaNet '
                           'models)')
-    sd = extract_state_dict(read_checkpoint(checkpoint), checkpoint)
-    layout = layout_of(to_backbone_state_dict(sd, keep_head=True),
-                       checkpoint)
-    cfg.model.backbone.deploy = layout == 'deploy'
+    layout = backbone_layout(checkpoint)
+    if layout is None:
+        raise CheckpointError(f'{checkpoint} holds no VanillaNet backbone '
+                              '(no backbone.stem* keys): pass a checkpoint '
+                              "of this config's model")
+    cfg.model.backbone.update(LAYOUT_ARGS[layout])  # built as it was saved
     model = build_model(cfg)
     sd = check_model_checkpoint(model, checkpoint)
     check_fusable_checkpoint(sd, checkpoint, 'deploy the PyTorch model '
                              'as it is (tools/test.py without --deploy)')
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
                     logger='silent')
-    if layout == 'training':
-        model.backbone.switch_to_deploy()
+    model.backbone.switch_to_deploy()  # a no-op on a fused checkpoint
     # the plain PyTorch activation: what runs on a CPU and what is exported
     model.backbone.set_act_impl('torch')
     cfg.model.backbone.deploy = True

@@ -18,11 +18,17 @@ from .blocks import (
     SeriesActivation,
     Stage,
     check_fusable,
+    check_norm_cfg,
     conv_norm,
     fold_norm,
     merge_deep_pair,
 )
-from .checkpoint import ACT_LEARN_KEY, STEM_KEYS, load_pretrained
+from .checkpoint import (
+    ACT_LEARN_KEY,
+    check_layout,
+    layout_at,
+    load_pretrained,
+)
 
 
 def _arch(dims, strides, ada_pool=None):
@@ -105,7 +111,26 @@ class VanillaNet(BaseModule):
       is an official one and sets λ = 1, whichever way it is loaded
       (``init_cfg`` Pretrained, Runner ``load_from``, mmengine's
       ``load_checkpoint``, ``load_state_dict`` strict or not).
+
+    Layout rule: the arguments decide the layout (``layout``: training,
+    shallow or deploy), never a checkpoint. Weights in another layout are
+    refused on every load path above with one line naming the argument
+    that builds theirs (``deep_training=False`` for a merged checkpoint,
+    ``deploy=True`` for a fused one): mmengine's Runner holds the
+    parameters in DDP and the optimizer before it loads weights, so a
+    structure switched at load time would train parameters nobody
+    optimizes. The one change of structure in a run is
+    ``DeepTrainingHook(fuse_at_end=True)``'s merge, which that hook also
+    replays when ``--resume`` continues a merged run; ``tools/test.py``,
+    ``tools/infer.py`` and ``to-deploy`` build a merged checkpoint's
+    backbone shallow (:func:`vanillanet_mm.apis.follow_merged_checkpoint`).
+    ``arch='vanillanet_13_x1_5_ada_pool'`` (fixed-size pools) and norms
+    without BatchNorm running statistics (no fusion) are refused here.
     """
+
+    #: whether ``arch`` may pool adaptively to fixed sizes (the ada-pool
+    #: variant): only a classifier at its training resolution may
+    fixed_input_size: bool = False
 
     arch_settings: Dict[str, dict] = {
         'vanillanet_5': _arch([512, 1024, 2048, 4096], [2, 2, 2]),
@@ -156,6 +181,17 @@ class VanillaNet(BaseModule):
                             bias=0.)
         super().__init__(init_cfg=init_cfg)
         self.arch = self._resolve_arch(arch)
+        if self.arch.get('ada_pool') and not self.fixed_input_size:
+            raise ConfigError(
+                f'arch {arch if isinstance(arch, str) else "dict"!r} pools '
+                f"to fixed sizes ({self.arch['ada_pool']}) whatever the "
+                'input, so feature maps lose their stride (FPN, anchors and '
+                'decode heads need it); for detection or segmentation use '
+                "'vanillanet_13_x1_5' (the same widths and weights), for "
+                "classification timm.create_model('vanillanet_13_x1_5_ada_"
+                "pool')")
+        if not deploy:
+            check_norm_cfg(norm_cfg)
         dims, strides = self.arch['dims'], self.arch['strides']
         ada_pool = self.arch.get('ada_pool') or [0] * len(strides)
         if not isinstance(act_num, int) or act_num < 0:
@@ -292,17 +328,14 @@ class VanillaNet(BaseModule):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Every loader (torch's and mmengine's) calls this hook per module, so
-        # the λ rule holds on every load path.
-        if self.deep and prefix + STEM_KEYS['shallow'] in state_dict:
-            # written after switch_to_shallow() (DeepTrainingHook
-            # fuse_at_end): take that form; the weights are loaded below
-            self.switch_to_shallow(force=True)
-            print_log(f'VanillaNet {prefix.rstrip(".") or "(root)"}: weights '
-                      'in the shallow form (merged at λ = 1) -> switched to '
-                      'it', logger='current')
+        # the λ rule and the layout rule hold on every load path.
+        src = layout_at(state_dict, prefix)
+        if src is not None:
+            check_layout(self.layout, src, "the checkpoint's VanillaNet "
+                         f"{prefix.rstrip('.') or '(root)'}",
+                         'build it with ')
         key = prefix + ACT_LEARN_KEY
-        if key not in state_dict and any(
-                prefix + k in state_dict for k in STEM_KEYS.values()):
+        if key not in state_dict and src is not None:
             state_dict = {**state_dict, key: torch.tensor(1.0)}
             print_log(f'VanillaNet {prefix.rstrip(".") or "(root)"}: weights '
                       'without act_learn (an official checkpoint) -> λ = 1',

@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.registry import MODELS
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops import series_act
-from ..utils.errors import FusionError
+from ..utils.errors import ConfigError, FusionError
 from .fusion import fuse_conv_bn, merge_pointwise
 
 DEFAULT_NORM_CFG = dict(type='BN', eps=1e-6, requires_grad=True)
@@ -61,6 +63,21 @@ def fold_norm(pair: nn.Sequential) -> nn.Conv2d:
     conv = pair[0]
     return conv_from(*fuse_conv_bn(conv.weight, conv.bias, pair[1]),
                      conv.stride, conv.padding)
+
+
+def check_norm_cfg(norm_cfg: dict) -> None:
+    """Fusion folds BatchNorm running statistics into the convs: refuse any
+    other norm when the model is built, not when it is fused."""
+    layer = norm_cfg.get('type')
+    if isinstance(layer, str):
+        with MODELS.switch_scope_and_registry(None) as registry:
+            layer = registry.get(layer)
+    if not (isinstance(layer, type) and issubclass(layer, _BatchNorm)
+            and norm_cfg.get('track_running_stats', True)):
+        raise ConfigError(
+            f'VanillaNet norm_cfg {norm_cfg!r} cannot be fused: fusion folds '
+            'BatchNorm running statistics into the convs; use '
+            "type='BN' (or 'SyncBN' on several GPUs) with running statistics")
 
 
 def check_fusable(act_learn: float, force: bool, caller: str) -> None:
@@ -138,7 +155,6 @@ class Stage(nn.Module):
         self.deploy = deploy
         self.deep = deep and not deploy
         self.act_learn = 1.0  # the λ rule: see VanillaNet
-        self.stride = stride
         if deploy:
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
         elif deep:

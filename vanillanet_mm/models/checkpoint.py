@@ -28,6 +28,10 @@ STEM_KEYS = {'training': 'stem1.0.weight', 'shallow': 'stem.1.running_var',
 #: ``act.weight`` in all three).
 STEM_ACT_KEYS = {'training': 'stem2.2.weight', 'shallow': 'stem.2.weight',
                  'deploy': 'stem.1.weight'}
+#: the backbone arguments that build each layout
+LAYOUT_ARGS = {'training': dict(deploy=False, deep_training=True),
+               'shallow': dict(deploy=False, deep_training=False),
+               'deploy': dict(deploy=True)}
 
 
 class CheckpointError(UserError, ValueError):
@@ -101,15 +105,30 @@ def to_backbone_state_dict(state_dict: Dict[str, torch.Tensor],
     return sd
 
 
+def layout_at(state_dict: dict, prefix: str = '') -> Optional[str]:
+    """The layout of the VanillaNet at ``prefix`` of ``state_dict``, or None
+    when it holds none there."""
+    return next((layout for layout, key in STEM_KEYS.items()
+                 if prefix + key in state_dict), None)
+
+
 def layout_of(state_dict: dict, path: str = 'checkpoint') -> str:
     """'training' (stem1/stem2, conv1/conv2), 'shallow' (stem.0-2, conv.0-1)
     or 'deploy' (stem, conv)."""
-    for layout, key in STEM_KEYS.items():
-        if key in state_dict:
-            return layout
+    layout = layout_at(state_dict)
+    if layout is not None:
+        return layout
     raise CheckpointError(
         f'{path}: unknown layout: no VanillaNet stem key (stem1.0.weight or '
         f'stem.0.weight); first keys: {sorted(state_dict)[:8]}')
+
+
+def backbone_layout(path: str) -> Optional[str]:
+    """The layout of the VanillaNet backbone in a detector's or segmentor's
+    checkpoint file (None when it holds none)."""
+    sd = extract_state_dict(read_checkpoint(path), path)
+    return layout_at(to_backbone_state_dict(sd, keep_head=True,
+                                            prefix='backbone'))
 
 
 def act_num_of(state_dict: dict, path: str = 'checkpoint') -> int:
@@ -150,7 +169,8 @@ def pad_act_num(state_dict: dict, act_num: int, act_num_from: int,
 def check_compatible(model: nn.Module, state_dict: dict,
                      path: str = 'checkpoint') -> None:
     """Raise one error that lists missing, unexpected and mis-shaped keys."""
-    _check_layout(model, state_dict, path, 'build it with ')
+    check_layout(model.layout, layout_of(state_dict, path), path,
+                 'build it with ')
     _check_keys(model.state_dict(), state_dict,
                 f'{path} does not match this VanillaNet (another arch, '
                 'act_num or width?):')
@@ -190,10 +210,10 @@ def check_model_checkpoint(model: nn.Module, path: str) -> dict:
           extract_state_dict(read_checkpoint(path), path).items()}
     backbone = getattr(model, 'backbone', None)
     if hasattr(backbone, 'deploy'):
-        _check_layout(backbone,
-                      to_backbone_state_dict(sd, keep_head=True,
-                                             prefix='backbone'), path,
-                      'test with --cfg-options model.backbone.')
+        check_layout(backbone.layout,
+                     layout_of(to_backbone_state_dict(
+                         sd, keep_head=True, prefix='backbone'), path),
+                     path, 'test with --cfg-options model.backbone.')
     own = {k: v for k, v in model.state_dict().items()
            if k in sd or not k.endswith('.' + ACT_LEARN_KEY)}
     _check_keys(own, sd,
@@ -202,24 +222,30 @@ def check_model_checkpoint(model: nn.Module, path: str) -> dict:
     return sd
 
 
-#: the backbone arguments that build each layout
-LAYOUT_ARGS = {'training': 'deploy=False', 'shallow': 'deep_training=False',
-               'deploy': 'deploy=True'}
+def check_layout(own: str, src: str, path: str, fix: str) -> None:
+    """The layout rule: a checkpoint never changes a model's structure.
 
-
-def _check_layout(backbone: nn.Module, state_dict: dict, path: str,
-                  fix: str) -> None:
-    """Raise unless ``state_dict`` has ``backbone``'s layout. A deep model
-    takes a shallow checkpoint (one trained with DeepTrainingHook
-    ``fuse_at_end``): it switches to that form first."""
-    src = layout_of(state_dict, path)
-    if src == 'shallow' and backbone.layout == 'training':
-        backbone.switch_to_shallow(force=True)  # the weights come next
-    if src != backbone.layout:
+    Weights in another layout (``src``) than the model was built in
+    (``own``) are refused on every load path; ``fix`` starts the remedy
+    (e.g. ``'build it with '``), completed by the argument that
+    builds ``src``. The one structural change of a run is the merge of
+    :class:`DeepTrainingHook` (``fuse_at_end``), which replays it itself
+    when ``--resume`` continues a merged run.
+    """
+    if src != own:
         raise CheckpointError(
             f'{path} holds the {src} layout but the model was built in the '
-            f'{backbone.layout} layout; {fix}{LAYOUT_ARGS[src]}, or convert '
-            'the checkpoint (tools/model_converters/convert_checkpoint.py)')
+            f'{own} layout; {fix}{_layout_fix(own, src)}, or convert the '
+            'checkpoint (tools/model_converters/convert_checkpoint.py)')
+
+
+def _layout_fix(own: str, src: str) -> str:
+    """The backbone arguments, as ``k=v``, that turn ``own`` into ``src``."""
+    if src == 'deploy':
+        return 'deploy=True'
+    default = dict(deploy=False, deep_training=True)
+    have, want = ({**default, **LAYOUT_ARGS[x]} for x in (own, src))
+    return ', '.join(f'{k}={v}' for k, v in want.items() if have[k] != v)
 
 
 def _check_keys(own: dict, state_dict: dict, title: str) -> None:

@@ -71,6 +71,8 @@ class VanillaNetClassifier(VanillaNet):
     ends at; fine-tuning with deep training sets it explicitly.
     """
 
+    fixed_input_size = True  # the official ada-pool variant is a classifier
+
     def __init__(self, arch: str = 'vanillanet_13', num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0., act_num: int = 3,
                  deploy: bool = False, act_learn: float = 1.0, **kwargs):

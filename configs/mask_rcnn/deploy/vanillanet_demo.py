@@ -3,4 +3,6 @@
 # deploy-config layout).
 _base_ = '../vanillanet_demo.py'
 
-model = dict(backbone=dict(deploy=True))
+# the weights come from the fused checkpoint (the ImageNet ones are in the
+# training layout): no init_cfg
+model = dict(backbone=dict(deploy=True, init_cfg=None))

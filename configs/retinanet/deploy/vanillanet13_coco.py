@@ -3,4 +3,6 @@
 # (mmpretrain's layout of deploy configs).
 _base_ = '../vanillanet13_coco.py'
 
-model = dict(backbone=dict(deploy=True))
+# the weights come from the fused checkpoint (the ImageNet ones are in the
+# training layout): no init_cfg
+model = dict(backbone=dict(deploy=True, init_cfg=None))
