@@ -117,6 +117,7 @@ def test_lambda_short_of_end_refuses_before_training(tmp_path, hook_cfg,
     (dict(decay_iters=7), EPOCHS2, 7),
     (dict(decay_iters=7, fuse_at_end=True), ITERS8, 7),
     (dict(decay_epochs=1.75, schedule='cosine'), ITERS8, 7),
+    (dict(decay_epochs=3, start=1.0), EPOCHS2, 0),  # pinned: no decay
 ])
 def test_lambda_reaching_end_at_the_last_update_trains(
         tmp_path, hook_cfg, train_cfg, last_update):

@@ -130,13 +130,14 @@ class DeepTrainingHook(Hook):
                        epoch_based: bool) -> None:
         """Refuse a schedule whose last λ update comes before λ reaches
         ``end`` (then λ would stay short of it, and ``fuse_at_end`` would
-        never merge): one line naming the fix."""
+        never merge): one line naming the fix. λ pinned (``start == end``)
+        needs no decay."""
         last = max_iters - 1
         if epoch_based and not self.per_iter:  # updated at epoch starts
             last -= last % iters_per_epoch
         final = self._progress_at(last, last % iters_per_epoch, epoch_based,
                                   iters_per_epoch)
-        if self._fraction(final) < 1:
+        if self._fraction(final) < 1 and self.start != self.end:
             name = 'decay_epochs' if self.decay_iters is None else (
                 'decay_iters')
             raise ConfigError(
