@@ -1,6 +1,8 @@
-"""Features that need a newer torch than the lower bound (torch 2.1) are on
-exactly where this torch has them, and off with one log line elsewhere."""
-import inspect
+"""What each torch-version gate of vanillanet_mm.utils.compat protects, on
+the installed torch: the ONNX export, mmengine checkpoints under
+``weights_only`` loading, the Triton operator; off with one log line
+elsewhere."""
+import argparse
 import logging
 import subprocess
 import sys
@@ -11,17 +13,127 @@ import torch
 from vanillanet_mm.ops import series_act, series_act_reference
 from vanillanet_mm.utils import compat
 from vanillanet_mm.utils.errors import ConfigError
+from vanillanet_mm.utils.numerics import max_rel_error
 
 
-def test_feature_flags_follow_the_torch_version():
-    major_minor = tuple(int(p) for p in torch.__version__.split('.')[:2])
-    assert compat.TORCH_VERSION == major_minor
-    assert compat.HAS_CUSTOM_OP == (major_minor >= (2, 4))
-    assert compat.HAS_SAFE_GLOBALS == (major_minor >= (2, 4))
-    has_dynamo = 'dynamo' in inspect.signature(
-        torch.onnx.export).parameters
-    assert compat.onnx_export_kwargs() == ({'dynamo': False} if has_dynamo
-                                           else {})
+class _NegViaSymbolic(torch.autograd.Function):
+    """-x, computed as 0 - x; exported as ONNX ``Neg`` by its ``symbolic``,
+    which only the TorchScript exporter calls (as for mmcv's and mmdeploy's
+    ops)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.sub(torch.zeros_like(x), x)
+
+    @staticmethod
+    def symbolic(g, x):
+        return g.op('Neg', x)
+
+
+class _Tiny(torch.nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return _NegViaSymbolic.apply(self.conv(x))
+
+
+def test_onnx_export_kwargs_select_the_torchscript_exporter(tmp_path):
+    onnx = pytest.importorskip('onnx')
+    ort = pytest.importorskip('onnxruntime')
+    model = _Tiny().eval()
+    x = torch.randn(2, 3, 8, 10)
+    path = tmp_path / 'tiny.onnx'
+    torch.onnx.export(model, (x, ), str(path), input_names=['x'],
+                      output_names=['y'], **compat.onnx_export_kwargs())
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    ops = [n.op_type for n in graph.graph.node]
+    # the autograd Function's symbolic, not a trace of its forward (Sub)
+    assert ops == ['Conv', 'Neg'], ops
+    sess = ort.InferenceSession(str(path),
+                                providers=['CPUExecutionProvider'])
+    (y, ) = sess.run(None, {'x': x.numpy()})
+    with torch.no_grad():
+        ref = model(x)
+    assert max_rel_error(ref, torch.from_numpy(y)) <= 1e-5
+
+
+def _runner_style_checkpoint():
+    """What mmengine's Runner (and the official trainer: argparse args)
+    pickle into a checkpoint beside the tensors."""
+    from mmengine.logging import MessageHub
+    hub = MessageHub('compat-test-checkpoint')
+    for loss in (0.5, 0.25, 0.125):
+        hub.update_scalar('train/loss', loss)
+    hub.update_info('iter', 3)
+    return dict(meta=dict(epoch=1, iter=3),
+                state_dict={'conv.weight': torch.ones(2, 3)},
+                message_hub=hub.state_dict(),
+                args=argparse.Namespace(lr=0.1, epochs=300))
+
+
+def _check_loaded(ckpt):
+    from mmengine.logging import MessageHub
+    assert torch.equal(ckpt['state_dict']['conv.weight'], torch.ones(2, 3))
+    assert ckpt['args'].lr == 0.1 and ckpt['meta']['iter'] == 3
+    hub = MessageHub('compat-test-loaded')
+    hub.load_state_dict(ckpt['message_hub'])
+    loss = hub.get_scalar('train/loss')
+    # the statistics methods (not pickled) are back
+    assert loss.mean() == pytest.approx((0.5 + 0.25 + 0.125) / 3)
+    assert loss.mean(2) == pytest.approx((0.25 + 0.125) / 2)
+    assert loss.min() == 0.125 and loss.max() == 0.5
+    assert loss.current() == 0.125
+    assert hub.get_info('iter') == 3
+
+
+def test_mmengine_checkpoints_load_as_mmengine_loads_them(tmp_path):
+    """mmengine 0.10.7 calls torch.load without weights_only: from torch
+    2.6 on that means weights_only=True, e.g. on --resume."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(_runner_style_checkpoint(), path)
+    _check_loaded(_load_checkpoint(str(path), map_location='cpu'))
+
+
+@pytest.mark.skipif(not compat.HAS_SAFE_GLOBALS,
+                    reason='torch < 2.4 has no weights_only allow-list')
+def test_mmengine_checkpoints_load_with_weights_only(tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(_runner_style_checkpoint(), path)
+    _check_loaded(torch.load(path, map_location='cpu', weights_only=True))
+    # without vanillanet_mm's allow-list the same file is refused
+    code = (f'import torch; torch.load({str(path)!r}, map_location="cpu", '
+            'weights_only=True)')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'HistoryBuffer' in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.skipif(not compat.HAS_CUSTOM_OP,
+                    reason='torch < 2.4: no torch.library.custom_op')
+def test_the_operator_is_the_series_activation():
+    pytest.importorskip('triton')  # the kernel (on a CPU: its interpreter)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 9, 11, generator=g)
+    weight = torch.randn(5, 1, 5, 5, generator=g) / 5
+    bias = torch.randn(5, generator=g)
+    grad = torch.randn(x.shape, generator=g)
+    xd = x.to(device).requires_grad_()
+    out = torch.ops.vanillanet_mm.series_act(xd, weight.to(device),
+                                             bias.to(device))
+    (gx, ) = torch.autograd.grad(out, xd, grad.to(device))
+    # the definition in float64 on the CPU (no TF32 anywhere)
+    x64 = x.double().requires_grad_()
+    ref = series_act_reference(x64, weight.double(), bias.double(), 2)
+    (ref_gx, ) = torch.autograd.grad(ref, x64, grad.double())
+    assert max_rel_error(ref, out.double().cpu()) <= 1e-5
+    assert max_rel_error(ref_gx, gx.double().cpu()) <= 1e-5
 
 
 def test_import_is_quiet_and_registers_the_operator_where_it_can():
