@@ -94,10 +94,17 @@ def baseline_backbone(name, shape):
 
 
 def gmacs(model, x):
+    """Multiply-adds of convs, linears and matmuls (not mmengine's default
+    total, which adds norm and resampling ops), in G."""
     from mmengine.analysis import FlopAnalyzer
-    analyzer = FlopAnalyzer(model, (x, ))
+    from mmengine.analysis import jit_handles as h
+    analyzer = FlopAnalyzer(model, (x, )).clear_op_handles().set_op_handle(**{
+        'aten::_convolution': h.conv_flop_jit, 'aten::addmm': h.addmm_flop_jit,
+        'aten::bmm': h.bmm_flop_jit, 'aten::einsum': h.einsum_flop_jit,
+        'aten::matmul': h.matmul_flop_jit, 'aten::mm': h.matmul_flop_jit,
+        'aten::linear': h.linear_flop_jit})
     analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return analyzer.total() / 1e9  # mmengine counts one multiply-add
+    return analyzer.total() / 1e9
 
 
 def set_precision(dtype):

@@ -1,5 +1,6 @@
 """tools/benchmark_fps.py and tools/deployment/export_backbone_onnx.py as a
 user runs them."""
+import copy
 import json
 import subprocess
 import sys
@@ -9,6 +10,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torchvision
+from torch import nn
+
+from vanillanet_mm.models import SeriesActivation, VanillaNet
 
 ROOT = Path(__file__).parents[2]
 EXPORT = 'deployment/export_backbone_onnx.py'
@@ -20,35 +25,96 @@ def tool(name, *args):
                           timeout=900, cwd=ROOT)
 
 
-def test_backbone_mode_json_and_plot(tmp_path):
-    out, plot = tmp_path / 'b.json', tmp_path / 'b.png'
-    models = {'vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch',
-              'resnet50', 'convnext_t'}
-    proc = tool('benchmark_fps.py', '--mode', 'backbone', '--arch',
-                'vanillanet_5', '--act-num', '1', '--shape', '64', '96',
-                '--iters', '2', '--warmup', '1', '--dtype', 'fp32', 'bf16',
-                '--batch-size', '3', '--models', *sorted(models), '--out',
-                out, '--plot', plot)
+BACKBONES = ('vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch',
+             'resnet50', 'convnext_t')
+ARCH, ACT_NUM, SHAPE = 'vanillanet_5', 1, (64, 96)
+
+
+@pytest.fixture(scope='module')
+def backbone_run(tmp_path_factory):
+    """One backbone-mode run: (process, fp32 and bf16 records, plot)."""
+    tmp = tmp_path_factory.mktemp('backbone')
+    out, plot = tmp / 'b.json', tmp / 'b.png'
+    proc = tool('benchmark_fps.py', '--mode', 'backbone', '--arch', ARCH,
+                '--act-num', ACT_NUM, '--shape', *SHAPE, '--iters', '2',
+                '--warmup', '1', '--dtype', 'fp32', 'bf16', '--batch-size',
+                '3', '--models', *sorted(BACKBONES), '--out', out, '--plot',
+                plot)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    records = json.loads(out.read_text())
+    return proc, json.loads(out.read_text()), plot
+
+
+def test_backbone_mode_json_and_plot(backbone_run):
+    proc, records, plot = backbone_run
     assert {(r['model'], r['dtype']) for r in records} == {
-        (m, d) for m in models for d in ('fp32', 'bf16')}
+        (m, d) for m in BACKBONES for d in ('fp32', 'bf16')}
     for r in records:
-        assert r['median_ms'] > 0 and r['p90_ms'] >= r['median_ms']
-        assert r['gmacs'] > 0 and r['params_m'] > 0
-        assert r['shape'] == [64, 96] and r['batch_size'] == 3
-        assert r['fps'] == pytest.approx(3e3 / r['median_ms'])  # images/s
-    recs = {r['model']: r for r in records if r['dtype'] == 'fp32'}
-    # fusion removes the BN and merges conv pairs: fewer params and MACs
-    assert recs['vanillanet_fused']['params_m'] < recs['vanillanet_train'][
-        'params_m']
-    assert recs['vanillanet_fused']['gmacs'] < recs['vanillanet_train'][
-        'gmacs']
-    assert recs['vanillanet_fused_torch']['params_m'] == recs[
-        'vanillanet_fused']['params_m']
-    assert recs['resnet50']['speedup_vs_resnet50'] == pytest.approx(1.0)
+        assert r['median_ms'] > 0
+        assert r['shape'] == list(SHAPE) and r['batch_size'] == 3
     assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'vanillanet_fused' in proc.stdout
+
+
+def _records(run, name):
+    recs = [r for r in run[1] if r['model'] == name]
+    assert [r['dtype'] for r in recs] == ['fp32', 'bf16']
+    return recs
+
+
+def _macs_and_params(model):
+    """Multiply-adds of one 1x3xSHAPE forward, counted from each layer's
+    output size: conv out * in/groups * kh * kw, linear out * in, and the
+    series activations' depthwise convs (a function call, no nn.Conv2d):
+    out * (2 act_num + 1)^2. Norms, pools and activations add none."""
+    macs = []
+
+    def count(m, inputs, out):
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            macs.append(out.numel() * m.in_channels // m.groups * kh * kw)
+        elif isinstance(m, nn.Linear):
+            macs.append(out.numel() * m.in_features)
+        else:
+            macs.append(out.numel() * (2 * m.act_num + 1)**2)
+    handles = [m.register_forward_hook(count) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear, SeriesActivation))]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, *SHAPE))
+    for h in handles:
+        h.remove()
+    return sum(macs), sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope='module')
+def independent_counts():
+    """The timed backbones, built here: VanillaNet at λ = 1 and fused;
+    torchvision's ResNet-50 and ConvNeXt-T without their heads (the tool
+    times timm's, the same layers)."""
+    train = VanillaNet(ARCH, act_num=ACT_NUM,
+                       out_indices=VanillaNet.multiscale_out_indices(ARCH))
+    train.set_act_learn(1.0)
+    fused = copy.deepcopy(train)
+    fused.switch_to_deploy()
+    resnet = torchvision.models.resnet50()
+    models = dict(vanillanet_train=train, vanillanet_fused=fused,
+                  vanillanet_fused_torch=fused,
+                  resnet50=nn.Sequential(*list(resnet.children())[:-2]),
+                  convnext_t=torchvision.models.convnext_tiny().features)
+    return {name: _macs_and_params(m) for name, m in models.items()}
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_backbone_mode_params(name, backbone_run, independent_counts):
+    _, params = independent_counts[name]
+    for r in _records(backbone_run, name):
+        assert r['params_m'] * 1e6 == pytest.approx(params, abs=0.5)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_backbone_mode_gmacs(name, backbone_run, independent_counts):
+    macs, _ = independent_counts[name]
+    for r in _records(backbone_run, name):  # at batch 1, whatever the batch
+        assert r['gmacs'] * 1e9 == pytest.approx(macs, rel=1e-9)
 
 
 @pytest.mark.slow
