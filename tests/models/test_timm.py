@@ -130,9 +130,20 @@ def test_features_only_defaults_and_pruning():
     assert vn5.feature_info.reduction() == [8, 16, 32]
 
 
-def test_one_entry_point_per_variant():
-    import vanillanet_mm.models.timm_models as tm
-    registered = set(timm.list_models('vanillanet_*'))
-    assert registered == set(VanillaNet.arch_settings)
-    for name in registered:  # written out in the module, not generated
-        assert getattr(tm, name).__module__ == tm.__name__
+def test_timm_knows_exactly_the_variants():
+    assert set(timm.list_models('vanillanet_*')) == set(
+        VanillaNet.arch_settings)
+
+
+@pytest.mark.parametrize('name', sorted(VanillaNet.arch_settings))
+def test_every_variant_by_name_has_the_arch_table_widths(name):
+    """By name alone (no arch=): the full-width model of the table (its
+    deploy form: half the weights to initialise)."""
+    model = timm.create_model(name, pretrained=False, num_classes=7,
+                              deploy=True).eval()
+    with torch.no_grad():
+        last, feats = model.forward_intermediates(torch.randn(1, 3, 32, 32))
+        logits = model.forward_head(last)
+    assert [f.shape[1] for f in feats] == \
+        VanillaNet.arch_settings[name]['dims'][1:]
+    assert logits.shape == (1, 7)
