@@ -7,11 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vanillanet_mm.models import SeriesActivation, VanillaNet
-from vanillanet_mm.models.fusion import (
-    fuse_conv_bn,
-    fuse_deep_pair,
-    merge_pointwise,
+from vanillanet_mm.models.blocks import (
+    DEFAULT_NORM_CFG,
+    conv_norm,
+    merge_deep_pair,
 )
+from vanillanet_mm.models.fusion import fuse_conv_bn, merge_pointwise
 from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
 
 from conftest import small_arch
@@ -43,12 +44,46 @@ def test_merge_pointwise_after_padded_strided_conv():
     assert max_rel_error(c2(c1(x)), fused) < 1e-6
 
 
-def test_fuse_deep_pair_is_linear_composition():
-    first = nn.Sequential(nn.Conv2d(4, 4, 1), _bn(4, 2))
-    second = nn.Sequential(nn.Conv2d(4, 9, 1), _bn(9, 3))
-    x = torch.randn(1, 4, 5, 5)
-    w, b = fuse_deep_pair(first, second)
-    assert max_rel_error(second(first(x)), F.conv2d(x, w, b)) < 1e-6
+def _bn64(x, bn, training=False):
+    """BN by its formula in float64: running statistics, or the batch's."""
+    if training:
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    else:
+        mean, var = bn.running_mean.double(), bn.running_var.double()
+    view = (1, -1, 1, 1)
+    return ((x - mean.view(view)) / (var.view(view) + bn.eps).sqrt()
+            * bn.weight.double().view(view) + bn.bias.double().view(view))
+
+
+@pytest.mark.parametrize('c_in, conv1', [
+    (6, dict()),                                     # a stage's conv1
+    (3, dict(kernel_size=4, stride=4)),              # the stem
+    (3, dict(kernel_size=4, stride=3, padding=1)),   # the ada-pool stem
+])
+def test_merge_deep_pair_is_the_pair_at_lambda_one(c_in, conv1):
+    """conv-BN, leaky ReLU at λ = 1 (the identity), 1x1 conv-BN: merged
+    into one conv + the second BN, against the pair computed by hand in
+    float64; the kept BN still normalises with batch statistics."""
+    torch.manual_seed(0)
+    first = conv_norm(c_in, 6, DEFAULT_NORM_CFG, **conv1).eval()
+    second = conv_norm(6, 9, DEFAULT_NORM_CFG).eval()
+    randomize_bn(first, 2)
+    randomize_bn(second, 3)
+    x = torch.randn(2, c_in, 23, 17)
+    c1, c2 = first[0], second[0]
+    z = F.conv2d(x.double(), c1.weight.double(), c1.bias.double(),
+                 c1.stride, c1.padding)
+    z = F.conv2d(_bn64(z, first[1]), c2.weight.double(), c2.bias.double())
+    merged = merge_deep_pair(first, second).eval()
+    assert isinstance(merged[0], nn.Conv2d) and len(merged) == 2
+    assert merged[0].weight.is_contiguous()
+    with torch.no_grad():
+        assert max_rel_error(_bn64(z, second[1]), merged(x)) < 1e-6
+        pair = second(F.leaky_relu(first(x), 1.0))
+        assert max_rel_error(pair, merged(x)) < 1e-6
+        merged.train()
+        assert max_rel_error(_bn64(z, second[1], training=True),
+                             merged(x)) < 1e-5
 
 
 @pytest.mark.parametrize('act_num', [0, 1, 2, 3, 4])
@@ -78,12 +113,17 @@ def _fused_pair(model, x):
     return ref, fused, fused(x)
 
 
+class FixedInputBody(VanillaNet):
+    """The body of the ada-pool classifier (refused as a dense backbone)."""
+    fixed_input_size = True
+
+
 @pytest.mark.parametrize('name', sorted(VanillaNet.arch_settings))
 @pytest.mark.parametrize('act_num', [1, 4])
 def test_every_variant_fuses_exactly(name, act_num):
-    model = VanillaNet(small_arch(name), act_num=act_num,
-                       out_indices=tuple(range(len(
-                           VanillaNet.arch_settings[name]['strides']))))
+    model = FixedInputBody(small_arch(name), act_num=act_num,
+                           out_indices=tuple(range(len(
+                               VanillaNet.arch_settings[name]['strides']))))
     x = torch.randn(2, 3, 97, 131)
     ref, fused, out = _fused_pair(model, x)
     assert len(ref) == len(out) == model.num_stages

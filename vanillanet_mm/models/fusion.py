@@ -43,13 +43,3 @@ def merge_pointwise(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Pair:
     b = m2 @ b1.double() + b2.double()
     return w.to(w1.dtype).contiguous(), b.to(w1.dtype).contiguous()
 
-
-def fuse_deep_pair(first: nn.Sequential, second: nn.Sequential) -> Pair:
-    """Fuse ``second ∘ first``, each ``Sequential(conv, BN)``, second 1x1.
-
-    This is a deep-training pair at λ = 1, where the leaky ReLU between the
-    two is the identity.
-    """
-    w1, b1 = fuse_conv_bn(first[0].weight, first[0].bias, first[1])
-    w2, b2 = fuse_conv_bn(second[0].weight, second[0].bias, second[1])
-    return merge_pointwise(w1, b1, w2, b2)
