@@ -84,7 +84,8 @@ def layout_rule_worker(rank, port, work_dir, checkpoint, deep_training,
         type='Pretrained', checkpoint=checkpoint))
     runner = make_runner(
         work_dir, [], dict(by_epoch=True, max_epochs=2), model=model,
-        optim_wrapper=optim_wrapper, launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        optim_wrapper=optim_wrapper, launcher='pytorch',
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
         model_wrapper_cfg=dict(type='CPUDistributedDataParallel'))
     try:
         runner.train()
