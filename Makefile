@@ -13,8 +13,7 @@ LOWER_VENV ?= .venv-lower
 # outside the repository, mmdet's and mmseg's own tools)
 COMPAT_PYTEST_ARGS ?= -m "not slow or compat"
 
-.PHONY: venv venv-lower demo deploy-demo test test-slow test-compat lint probe \
-	clean
+.PHONY: venv venv-lower demo deploy-demo test test-slow test-compat lint clean
 
 venv:
 	bash scripts/setup_env.sh
@@ -48,18 +47,6 @@ test-compat: venv-lower
 
 lint: venv
 	$(VENV)/bin/ruff check .
-
-# machine-code figures of the GPU kernel (docs/gpu_kernel.md, "Machine-code
-# figures"): a SASS probe with a fresh Triton cache. A cached compile
-# keeps the line info of the path it was first built from (e.g. a removed
-# worktree), and the probe then cannot map the runtime loop to the source
-# ("dynamic count unknown"). PROBE_ARGS e.g. --dtypes bf16 --json out.json
-PROBE ?= ../shared/tools/sass_probe.py
-PROBE_ARGS ?=
-probe: venv
-	@test -f $(PROBE) || { echo "no SASS probe at $(PROBE): make probe PROBE=path/to/sass_probe.py"; exit 1; }
-	d=$$(mktemp -d); TRITON_CACHE_DIR=$$d $(PY) $(PROBE) --jobs 2 $(PROBE_ARGS); \
-	  rc=$$?; rm -rf $$d; exit $$rc
 
 clean:
 	rm -rf $(VENV) $(LOWER_VENV) work_dirs
