@@ -42,9 +42,9 @@ def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
                        K: tl.constexpr, BLOCK_H: tl.constexpr,
                        BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
                        TW: tl.constexpr):
-    """size_key only keys the autotuner (bucketed H, W). The code of the
-    column loop stays inline (no helper functions) so that its machine code
-    maps back to the loop (for the SASS probe's trip counts)."""
+    """size_key only keys the autotuner (bucketed H, W). The column loop
+    stays inline (no helper functions), so its machine code maps back to
+    the loop's source lines."""
     P: tl.constexpr = K // 2
     # kernel columns per trip: 3 where 3 divides K (act_num 1, 4), else all
     # K up to 7 (act_num 2, 3: K * K taps still fit), else 1
