@@ -105,6 +105,11 @@ def test_mmengine_checkpoints_load_with_weights_only(tmp_path):
     path = tmp_path / 'epoch_1.pth'
     torch.save(_runner_style_checkpoint(), path)
     _check_loaded(torch.load(path, map_location='cpu', weights_only=True))
+    # also after another library scoped one of those globals (timm's
+    # checkpoint loader does, and removes it on exit)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        pass
+    _check_loaded(torch.load(path, map_location='cpu', weights_only=True))
     # without vanillanet_mm's allow-list the same file is refused
     code = (f'import torch; torch.load({str(path)!r}, map_location="cpu", '
             'weights_only=True)')

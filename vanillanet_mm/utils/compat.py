@@ -74,7 +74,15 @@ def allow_mmengine_checkpoints() -> None:
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     if not HAS_SAFE_GLOBALS:
         return
-    torch.serialization.add_safe_globals([
-        HistoryBuffer, MessageHub, ConfigDict, argparse.Namespace,
-        collections.OrderedDict, collections.defaultdict, *_numpy_globals()
-    ])
+    allowed = [HistoryBuffer, MessageHub, ConfigDict, argparse.Namespace,
+               collections.OrderedDict, collections.defaultdict,
+               *_numpy_globals()]
+    torch.serialization.add_safe_globals(allowed)
+    # Also by name, where torch takes (global, name) pairs: another
+    # library's `with torch.serialization.safe_globals([argparse.Namespace])`
+    # (timm's checkpoint loader) removes the global itself on exit.
+    try:
+        torch.serialization.add_safe_globals(
+            [(g, f'{g.__module__}.{g.__qualname__}') for g in allowed])
+    except (TypeError, AttributeError):  # torch 2.4: no pairs
+        pass
