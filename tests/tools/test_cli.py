@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from vanillanet_mm.models.checkpoint import CheckpointError
 from vanillanet_mm.utils.cli import run_cli
@@ -45,6 +46,7 @@ def test_bug_inside_a_library_keeps_its_traceback(tmp_path):
     cfg = tmp_path / 'broken.py'
     cfg.write_text(f"_base_ = '{ROOT}/configs/mask_rcnn/vanillanet_demo.py'\n"
                    "model = dict(neck=dict(out_channels=-1))\n")
+    torch.save(dict(state_dict={}), tmp_path / 'a.pth')  # read first
     proc = subprocess.run(
         [sys.executable,
          str(ROOT / 'tools/model_converters/convert_checkpoint.py'),
