@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 import vanillanet_mm  # noqa: F401
-from vanillanet_mm.models import VanillaNet, load_pretrained
+from vanillanet_mm.deploy.backbone_onnx import export_backbone, fused_backbone
+from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.utils.cli import run_cli
-from vanillanet_mm.utils.compat import onnx_export_kwargs
 from vanillanet_mm.utils.errors import OutputExistsError
 
 
@@ -39,33 +39,19 @@ def main():
     args = p.parse_args()
     if os.path.exists(args.out) and not args.force:
         raise OutputExistsError(f'{args.out} already exists; pass --force')
-    out_indices = (args.out_indices or
-                   VanillaNet.multiscale_out_indices(args.arch))
-    model = VanillaNet(args.arch, act_num=args.act_num,
-                       out_indices=out_indices,
-                       act_learn=args.act_learn).eval()
-    if args.checkpoint:
-        load_pretrained(model, args.checkpoint)
-    model.switch_to_deploy()  # refuses λ ≠ 1 with a clear error
-    x = torch.randn(1, 3, *args.shape)
-    names = [f'out{i}' for i in range(len(out_indices))]
-    tmp = args.out + '.tmp'
-    try:
-        torch.onnx.export(
-            model, (x, ), tmp, opset_version=args.opset,
-            input_names=['input'], output_names=names, **onnx_export_kwargs(),
-            dynamic_axes={n: {0: 'batch', 2: 'height', 3: 'width'}
-                          for n in ['input', *names]})
-        err = verify(model, tmp, args.shape)
-        if err > 1e-4:
+    model = fused_backbone(args.arch, args.act_num, args.out_indices,
+                           args.checkpoint, act_learn=args.act_learn)
+
+    errs = []
+
+    def check(path):  # on the written file, before it replaces args.out
+        errs.append(verify(model, path, args.shape))
+        if errs[0] > 1e-4:
             raise RuntimeError(f'onnxruntime output differs from PyTorch: '
-                               f'max relative error {err:.2e} > 1e-4')
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                               f'max relative error {errs[0]:.2e} > 1e-4')
+    export_backbone(model, args.out, args.shape, args.opset, check=check)
     print(f'wrote {args.out} (fused {args.arch}, act_num {args.act_num}); '
-          f'onnxruntime vs PyTorch max relative error {err:.2e}')
+          f'onnxruntime vs PyTorch max relative error {errs[0]:.2e}')
 
 
 def verify(model, path, shape) -> float:
