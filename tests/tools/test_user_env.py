@@ -175,9 +175,10 @@ def _own_train_and_test(package, config, det, loop, tmp_path, data):
 def test_mmdet_own_tools_on_our_config(tmp_path, data):
     """mmdet's shipped train.py / test.py / get_flops.py / benchmark.py."""
     ckpt = _own_train_and_test(
+        # one iteration (4 images, batch 4): λ pinned at 1, as fine-tuning
         'mmdet', DET_DEMO, True, ['train_cfg.max_epochs=1',
                                   'train_cfg.val_interval=1',
-                                  'custom_hooks.0.decay_epochs=0.5',
+                                  'custom_hooks.0.start=1.0',
                                   'default_hooks.checkpoint.interval=1'],
         tmp_path, data)
     proc = run([sys.executable, tool_of('mmdet', 'analysis_tools/'
