@@ -9,64 +9,25 @@ installed by scripts/setup_env.sh) and skip without it.
 import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
 
-from vanillanet_mm.datasets import generate
-
+from deploy_helpers import (
+    CONVERT,
+    DEPLOY,
+    DET,
+    ROOT,
+    SEG,
+    assert_one_error,
+    needs_mmdeploy,
+    random_checkpoint,
+    train_upernet,
+)
 from tool_helpers import data_options, tool
 
-ROOT = Path(__file__).parents[2]
-DET = ROOT / 'configs/mask_rcnn/vanillanet_demo.py'
-SEG = ROOT / 'configs/upernet/vanillanet_demo.py'
-DEPLOY = 'deployment/deploy.py'
-CONVERT = 'model_converters/convert_checkpoint.py'
 ROI_ALIGN = [f'model.roi_head.{e}_roi_extractor.roi_layer.{k}' for e in (
     'bbox', 'mask') for k in ('type=RoIAlign', 'sampling_ratio=0')]
-HAVE_MMDEPLOY = importlib.util.find_spec('mmdeploy') is not None
-needs_mmdeploy = pytest.mark.skipif(
-    not HAVE_MMDEPLOY, reason='mmdeploy (the deploy extra) is not installed: '
-    'scripts/setup_env.sh installs it (pip install --no-deps mmdeploy==1.3.1)')
-
-
-def random_checkpoint(path, det, act_learn=1.0, spread=False, **backbone):
-    """The demo model (training form) with random weights and non-trivial
-    BN statistics. ``spread``: every conv/linear weight ~ N(0, 1/fan_in), so
-    scores spread out. (mmdet's heads start at std 0.01, and a detector
-    trained a few iterations still scores its boxes almost alike: which of
-    near-tied boxes survive top-k and NMS then hangs on the last float bit,
-    in either runtime, and boxes cannot be compared one to one.)"""
-    from vanillanet_mm.apis import build_model
-    from vanillanet_mm.utils.numerics import randomize_bn
-    cfg = Config.fromfile(str(DET if det else SEG))
-    cfg.model.backbone.update(backbone)
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    for m in model.modules() if spread else ():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.normal_(m.weight, std=m.weight[0].numel() ** -0.5)
-            if m.bias is not None:
-                torch.nn.init.normal_(m.bias, std=0.1)
-    randomize_bn(model.backbone)
-    model.backbone.set_act_learn(act_learn)
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return path
-
-
-def assert_one_error(proc, *words):
-    """One ``deploy: error: …`` (a key list may follow, indented), no
-    traceback, exit 1."""
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
-    err = [line for line in proc.stderr.splitlines()
-           if line.startswith('deploy:')]
-    assert len(err) == 1 and err[0].startswith('deploy: error: '), proc.stderr
-    message = proc.stderr[proc.stderr.index(err[0]):]
-    for w in words:
-        assert w in message, message
 
 
 def test_missing_extra_is_one_line(tmp_path):
@@ -74,7 +35,7 @@ def test_missing_extra_is_one_line(tmp_path):
     fake = tmp_path / 'site' / 'mmdeploy'
     fake.mkdir(parents=True)
     (fake / '__init__.py').write_text("raise ImportError('not installed')\n")
-    ckpt = random_checkpoint(tmp_path / 'm.pth', det=False)
+    ckpt = random_checkpoint(tmp_path / 'm.pth', SEG)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(tmp_path / 'site'), str(ROOT)]))
     proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out',
@@ -85,7 +46,7 @@ def test_missing_extra_is_one_line(tmp_path):
 
 @needs_mmdeploy
 def test_lambda_not_one_is_refused(tmp_path):
-    ckpt = random_checkpoint(tmp_path / 'm.pth', det=False, act_learn=0.5)
+    ckpt = random_checkpoint(tmp_path / 'm.pth', SEG, act_learn=0.5)
     proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out')
     assert_one_error(proc, 'λ', '0.5')
     assert not (tmp_path / 'out').exists()
@@ -95,7 +56,7 @@ def test_lambda_not_one_is_refused(tmp_path):
 def test_wrong_checkpoint_is_refused(tmp_path):
     # another backbone width than the config's
     wide = dict(arch=dict(dims=[32, 64, 96, 128, 256], strides=[1, 2, 2, 2]))
-    ckpt = random_checkpoint(tmp_path / 'm.pth', det=False, **wide)
+    ckpt = random_checkpoint(tmp_path / 'm.pth', SEG, **wide)
     proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out')
     assert_one_error(proc, 'does not match', 'shape mismatches')
     proc = tool(DEPLOY, SEG, tmp_path / 'nothing.pth', '--work-dir',
@@ -106,7 +67,7 @@ def test_wrong_checkpoint_is_refused(tmp_path):
 
 @needs_mmdeploy
 def test_dynamic_segmentation_is_refused(tmp_path):
-    ckpt = random_checkpoint(tmp_path / 'm.pth', det=False)
+    ckpt = random_checkpoint(tmp_path / 'm.pth', SEG)
     proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out',
                 '--dynamic')
     assert_one_error(proc, '--dynamic', 'static')
@@ -163,25 +124,6 @@ def test_detections_of_equal_score_may_swap_places():
     assert out == dict(shapes_differing=2.0)
 
 
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('demo')
-    # the demo's size: at 128 the /32 map (4x4) is smaller than UperNet's
-    # 6x6 pyramid pooling, which mmdeploy's adaptive-pool rewrite refuses
-    generate(str(root), num_train=8, num_val=4, size=192)
-    return root
-
-
-def train_upernet(tmp_path, data):
-    wd = tmp_path / 'train'
-    proc = tool('train.py', SEG, '--work-dir', wd, '--cfg-options',
-                *data_options(data, False), 'train_cfg.max_iters=4',
-                'custom_hooks.0.decay_iters=2',
-                'default_hooks.checkpoint.interval=4')
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return (wd / 'last_checkpoint').read_text().strip()
-
-
 @needs_mmdeploy
 @pytest.mark.slow
 @pytest.mark.parametrize('model', ['mask_rcnn', 'mask_rcnn_roialign',
@@ -194,11 +136,11 @@ def test_deploy_and_check(tmp_path, data, model):
     det = model.startswith('mask_rcnn')
     cfg = DET if det else SEG
     if det:
-        ckpt = random_checkpoint(tmp_path / 'm.pth', det=True, spread=True)
+        ckpt = random_checkpoint(tmp_path / 'm.pth', DET, spread=True)
     else:
         fused = tmp_path / 'fused.pth'
         proc = tool(CONVERT, 'to-deploy', cfg,
-                    train_upernet(tmp_path, data), fused)
+                    train_upernet(tmp_path / 'train', data), fused)
         assert proc.returncode == 0, proc.stderr[-3000:]
         ckpt = fused
     out = tmp_path / 'deploy'
@@ -243,7 +185,7 @@ TRT_DET = ROOT / ('configs/mmdeploy/'
 @pytest.mark.skipif(importlib.util.find_spec('tensorrt') is not None,
                     reason='TensorRT is installed: this checks its absence')
 def test_tensorrt_config_exports_then_stops_without_tensorrt(tmp_path, data):
-    ckpt = random_checkpoint(tmp_path / 'm.pth', det=True)
+    ckpt = random_checkpoint(tmp_path / 'm.pth', DET)
     opts = ['--cfg-options', *data_options(data, True)]
     # the demo's SimpleRoIAlign has no TensorRT plugin in mmdeploy
     proc = tool(DEPLOY, DET, ckpt, '--work-dir', tmp_path / 'simple',

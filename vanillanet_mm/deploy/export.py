@@ -30,35 +30,42 @@ def deploy_config_path(scope: str, with_mask: bool, dynamic: bool) -> str:
 
 
 # ---------------------------------------------------------------- the model
-def load_fused_model(cfg, checkpoint: str):
-    """The config's model with ``checkpoint`` (training or fused form),
-    fused and on the CPU; ``cfg.model.backbone.deploy`` is set to True."""
+def load_model(cfg, checkpoint: str):
+    """The config's model with exactly the weights of ``checkpoint``, on the
+    CPU, in eval mode; and the checkpoint's state dict."""
     from mmengine.runner import load_checkpoint
 
     from ..apis import build_model
+    from ..models.checkpoint import check_model_checkpoint
+    model = build_model(cfg)
+    sd = check_model_checkpoint(model, checkpoint)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
+                    logger='silent')
+    return model.eval(), sd
+
+
+def load_fused_model(cfg, checkpoint: str):
+    """The config's model with ``checkpoint``, on the CPU, in eval mode. A
+    VanillaNet backbone (training or fused form) is fused and
+    ``cfg.model.backbone.deploy`` set to True; another backbone (the ResNet
+    baselines) has nothing to fuse."""
     from ..models.checkpoint import (
         LAYOUT_ARGS,
         CheckpointError,
         backbone_layout,
         check_fusable_checkpoint,
-        check_model_checkpoint,
     )
     if cfg.model.get('backbone', {}).get('type') != 'VanillaNet':
-        raise ConfigError('the config\'s model.backbone is not a VanillaNet: '
-                          'nothing to fuse (this tool deploys VanillaNet '
-                          'models)')
+        return load_model(cfg, checkpoint)[0]
     layout = backbone_layout(checkpoint)
     if layout is None:
         raise CheckpointError(f'{checkpoint} holds no VanillaNet backbone '
                               '(no backbone.stem* keys): pass a checkpoint '
                               "of this config's model")
     cfg.model.backbone.update(LAYOUT_ARGS[layout])  # built as it was saved
-    model = build_model(cfg)
-    sd = check_model_checkpoint(model, checkpoint)
+    model, sd = load_model(cfg, checkpoint)
     check_fusable_checkpoint(sd, checkpoint, 'deploy the PyTorch model '
                              'as it is (tools/test.py without --deploy)')
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
     model.backbone.switch_to_deploy()  # a no-op on a fused checkpoint
     # the plain PyTorch activation: what runs on a CPU and what is exported
     model.backbone.set_act_impl('torch')
