@@ -173,6 +173,31 @@ def test_node_groups_and_qdq_quantization(tmp_path):
     assert all(1e-4 < e < 0.1 for e in rel), rel
 
 
+def test_symmetric_activations_for_tensorrt(tmp_path):
+    """--int8-symmetric: every activation QuantizeLinear is INT8 with zero
+    point 0 and scale max|x| / 127 (min-max), what TensorRT accepts."""
+    from vanillanet_mm.deploy.quantize import quantize
+    src = export_tiny_backbone(tmp_path / 'fp32.onnx')
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((1, 3, 64, 64), dtype=np.float32)
+              for _ in range(3)]
+    dst = tmp_path / 'int8.onnx'
+    settings = quantize(str(src), str(dst), inputs, 'minmax',
+                        symmetric=True)
+    assert 'zero point 0' in settings['activations']
+    from onnx import numpy_helper
+    graph = onnx.load(str(dst)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    quants = [n for n in graph.node if n.op_type == 'QuantizeLinear']
+    assert quants
+    for n in quants:
+        zero = inits[n.input[2]]
+        assert zero.dtype == np.int8 and not zero.any(), n.name
+    quant = next(n for n in quants if n.input[0] == 'input')
+    top = max(float(np.abs(x).max()) for x in inputs)
+    np.testing.assert_allclose(inits[quant.input[1]], top / 127, rtol=1e-5)
+
+
 def test_one_group_alone_and_a_reused_calibration(tmp_path):
     from vanillanet_mm.deploy.quantize import node_groups, quantize
     src = str(export_tiny_backbone(tmp_path / 'fp32.onnx'))

@@ -42,11 +42,13 @@ INT8_NAME = '{}_int8'
 class Int8Options:
     """``--int8`` and its flags: calibrate on the first ``calib_images``
     training images by ``method``, keep the node groups ``exclude`` in
-    fp32; ``sensitivity``: also each group quantized alone, evaluated."""
+    fp32; ``sensitivity``: also each group quantized alone, evaluated;
+    ``symmetric``: signed activations with zero point 0 (for TensorRT)."""
     calib_images: int = 32
     method: str = 'percentile'
     exclude: Tuple[str, ...] = ()
     sensitivity: bool = False
+    symmetric: bool = False
 
     def check(self, test: bool) -> None:
         """One line for options that cannot work; the quantizer present."""
@@ -189,7 +191,7 @@ class Deployment:
         self.int8_file = osp.join(self.work_dir, INT8_FILE)
         settings = quantize(self.onnx_file, self.int8_file,
                             self.calib_inputs, int8.method, int8.exclude,
-                            ranges=self.ranges)
+                            ranges=self.ranges, symmetric=int8.symmetric)
         self.seconds['int8'] = time.perf_counter() - t
         settings = dict(source=self.onnx_file, file=self.int8_file,
                         **settings, calibration_image_files=images,
@@ -312,7 +314,8 @@ class Deployment:
         table, groups = {}, node_groups(self.onnx_file)
         for i, (group, nodes) in enumerate(groups.items()):
             quantize(self.onnx_file, dst, self.calib_inputs, int8.method,
-                     only=[group], ranges=self.ranges)
+                     only=[group], ranges=self.ranges,
+                     symmetric=int8.symmetric)
             model = BackendModel(self.deploy_cfg, self.cfg, [dst],
                                  self.device).model
             metrics, _ = self._evaluate(model, static=True)

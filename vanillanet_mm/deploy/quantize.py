@@ -184,7 +184,8 @@ def _quiet():
 
 def quantize(src: str, dst: str, inputs: Sequence[np.ndarray],
              method: str = 'minmax', exclude: Iterable[str] = (),
-             only: Iterable[str] = (), ranges: Optional[str] = None) -> Dict:
+             only: Iterable[str] = (), ranges: Optional[str] = None,
+             symmetric: bool = False) -> Dict:
     """Write the INT8 (QDQ) model of ``src`` to ``dst``, calibrated on
     ``inputs`` (float32 arrays of the graph's one image input), atomically.
 
@@ -192,8 +193,10 @@ def quantize(src: str, dst: str, inputs: Sequence[np.ndarray],
     quantize just these groups. ``ranges``: a file for the calibration
     result (every Conv tensor's, whatever the groups), computed and written
     when missing, read when present: one calibration for several
-    quantizations of ``src`` with the same ``method``. Returns the settings,
-    for the report.
+    quantizations of ``src`` with the same ``method``. ``symmetric``:
+    signed INT8 activations with zero point 0, the only QDQ activations
+    TensorRT accepts (ONNX Runtime's x86 kernels prefer the default UINT8
+    with a zero point). Returns the settings, for the report.
     """
     q = require_quantizer(reuse_ranges=ranges is not None)
     check_method(method)
@@ -219,11 +222,13 @@ def quantize(src: str, dst: str, inputs: Sequence[np.ndarray],
             q.quantize_static(
                 src, tmp, _Inputs(input_name, inputs),
                 quant_format=q.QuantFormat.QDQ, per_channel=True,
-                activation_type=q.QuantType.QUInt8,
+                activation_type=(q.QuantType.QInt8 if symmetric else
+                                 q.QuantType.QUInt8),
                 weight_type=q.QuantType.QInt8,
                 op_types_to_quantize=list(OP_TYPES), nodes_to_quantize=nodes,
                 calibrate_method=calib,
-                extra_options=dict(CalibStridedMinMax=1), **cache)
+                extra_options=dict(CalibStridedMinMax=1,
+                                   ActivationSymmetric=symmetric), **cache)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an open() would (mkstemp: 0600)
@@ -232,7 +237,9 @@ def quantize(src: str, dst: str, inputs: Sequence[np.ndarray],
         if osp.exists(tmp):
             os.remove(tmp)
     return dict(format='QDQ', weights='int8 per output channel',
-                activations='uint8 per tensor', method=method,
+                activations=('int8 symmetric per tensor (zero point 0)'
+                             if symmetric else 'uint8 per tensor'),
+                method=method,
                 calibration_images=len(inputs), op_types=list(OP_TYPES),
                 quantized_groups=chosen,
                 fp32_groups=[g for g in groups if g not in chosen],
