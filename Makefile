@@ -13,7 +13,8 @@ LOWER_VENV ?= .venv-lower
 # outside the repository, mmdet's and mmseg's own tools)
 COMPAT_PYTEST_ARGS ?= -m "not slow or compat"
 
-.PHONY: venv venv-lower demo deploy-demo test test-slow test-compat lint clean
+.PHONY: venv venv-lower demo deploy-demo deploy-demo-int8 test test-slow test-compat lint \
+	clean
 
 venv:
 	bash scripts/setup_env.sh
@@ -27,14 +28,18 @@ demo: venv
 	$(PY) tools/demo.py $(DEMO_ARGS)
 
 # after `make demo`: both demo models through mmdeploy to ONNX Runtime, each
-# evaluated against PyTorch (work_dirs/demo/deploy/{det,seg}/deploy_report.json)
+# evaluated against PyTorch (work_dirs/demo/deploy/{det,seg}/deploy_report.json);
+# deploy-demo-int8 also quantizes each to INT8 and evaluates it beside fp32
+DEPLOY_ARGS ?=
+deploy-demo-int8: DEPLOY_ARGS += --int8
+deploy-demo-int8: deploy-demo
 deploy-demo: venv
 	@test -f work_dirs/demo/det/last_checkpoint -a -f work_dirs/demo/seg/last_checkpoint \
 	  || { echo 'no trained demo models in work_dirs/demo: run make demo first'; exit 1; }
 	$(PY) tools/deployment/deploy.py configs/mask_rcnn/vanillanet_demo.py \
-	  "$$(cat work_dirs/demo/det/last_checkpoint)" --work-dir work_dirs/demo/deploy/det --dynamic --test
+	  "$$(cat work_dirs/demo/det/last_checkpoint)" --work-dir work_dirs/demo/deploy/det --dynamic --test $(DEPLOY_ARGS)
 	$(PY) tools/deployment/deploy.py configs/upernet/vanillanet_demo.py \
-	  "$$(cat work_dirs/demo/seg/last_checkpoint)" --work-dir work_dirs/demo/deploy/seg --test
+	  "$$(cat work_dirs/demo/seg/last_checkpoint)" --work-dir work_dirs/demo/deploy/seg --test $(DEPLOY_ARGS)
 
 test: venv lint
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
