@@ -45,31 +45,33 @@ def test_missing_extra_is_one_line(tmp_path):
 
 
 @needs_mmdeploy
-def test_lambda_not_one_is_refused(tmp_path):
+def test_lambda_not_one_is_refused(tmp_path, data):
     ckpt = random_checkpoint(tmp_path / 'm.pth', SEG, act_learn=0.5)
-    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out')
+    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out',
+                '--cfg-options', *data_options(data, False))
     assert_one_error(proc, 'λ', '0.5')
     assert not (tmp_path / 'out').exists()
 
 
 @needs_mmdeploy
-def test_wrong_checkpoint_is_refused(tmp_path):
+def test_wrong_checkpoint_is_refused(tmp_path, data):
     # another backbone width than the config's
     wide = dict(arch=dict(dims=[32, 64, 96, 128, 256], strides=[1, 2, 2, 2]))
     ckpt = random_checkpoint(tmp_path / 'm.pth', SEG, **wide)
-    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out')
+    opts = ['--cfg-options', *data_options(data, False)]
+    proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out', *opts)
     assert_one_error(proc, 'does not match', 'shape mismatches')
     proc = tool(DEPLOY, SEG, tmp_path / 'nothing.pth', '--work-dir',
-                tmp_path / 'out')
+                tmp_path / 'out', *opts)
     assert_one_error(proc, 'nothing.pth')
     assert not (tmp_path / 'out').exists()
 
 
 @needs_mmdeploy
-def test_dynamic_segmentation_is_refused(tmp_path):
+def test_dynamic_segmentation_is_refused(tmp_path, data):
     ckpt = random_checkpoint(tmp_path / 'm.pth', SEG)
     proc = tool(DEPLOY, SEG, ckpt, '--work-dir', tmp_path / 'out',
-                '--dynamic')
+                '--dynamic', '--cfg-options', *data_options(data, False))
     assert_one_error(proc, '--dynamic', 'static')
 
 
