@@ -52,7 +52,7 @@ from vanillanet_mm.deploy.quantize import quantize, require_quantizer
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.utils.cli import run_cli
 from vanillanet_mm.utils.errors import ConfigError, InputFileError
-from vanillanet_mm.utils.fileio import atomic_write_json
+from vanillanet_mm.utils.fileio import atomic_path, atomic_write_json
 from vanillanet_mm.utils.latency import summarize
 
 FORMS = ('pytorch_fused', 'ort_fp32', 'ort_int8')
@@ -174,18 +174,6 @@ def interleaved(fns, warmup, repeats):
     return times, outs
 
 
-def atomic_save_npy(arr, dst):
-    tmp = osp.join(osp.dirname(osp.abspath(dst)),
-                   f'.{osp.basename(dst)}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            np.save(f, arr)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
 def run(args, work_dir):
     require_quantizer()
     import onnxruntime as ort
@@ -205,7 +193,9 @@ def run(args, work_dir):
     rss_calib = peak_rss_gib()
     del calib
     if args.save_dir:
-        atomic_save_npy(x, osp.join(work_dir, 'input.npy'))
+        with atomic_path(osp.join(work_dir, 'input.npy')) as tmp, \
+                open(tmp, 'wb') as f:
+            np.save(f, x)
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads

@@ -4,8 +4,6 @@
 Used by ``tools/deployment/export_backbone_onnx.py`` and
 ``tools/analysis_tools/int8_backbone.py``.
 """
-import os
-import os.path as osp
 import warnings
 from typing import Callable, List, Optional, Sequence
 
@@ -14,6 +12,7 @@ import torch
 from ..models import VanillaNet, load_pretrained
 from ..utils.compat import onnx_export_kwargs
 from ..utils.errors import ConfigError
+from ..utils.fileio import atomic_path
 from ..utils.numerics import randomize_bn
 
 
@@ -64,13 +63,9 @@ def export_backbone(model: VanillaNet, dst: str, shape: Sequence[int],
     """
     check_shape(model, shape)
     names = [f'out{i}' for i in range(len(model.out_indices))]
-    folder = osp.dirname(osp.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    # beside dst, created by the export (so with the usual permissions)
-    tmp = osp.join(folder, f'.{osp.basename(dst)}.{os.getpid()}.tmp')
     axes = {n: {0: 'batch', 2: 'height', 3: 'width'}
             for n in ['input', *names]} if dynamic else None
-    try:
+    with atomic_path(dst) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             # the forward's input checks (channels, size >= the stride)
             # are constants of the trace, as they should be
@@ -81,8 +76,4 @@ def export_backbone(model: VanillaNet, dst: str, shape: Sequence[int],
                               **onnx_export_kwargs())
         if check is not None:
             check(tmp)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     return names

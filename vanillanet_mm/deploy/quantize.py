@@ -29,16 +29,14 @@ import contextlib
 import inspect
 import io
 import logging
-import os
-import os.path as osp
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..utils.errors import ConfigError
+from ..utils.fileio import atomic_path
 
 METHODS = ('minmax', 'percentile', 'entropy')
 OP_TYPES = ('Conv', )
@@ -213,29 +211,17 @@ def quantize(src: str, dst: str, inputs: Sequence[np.ndarray],
              'percentile': q.CalibrationMethod.Percentile,
              'entropy': q.CalibrationMethod.Entropy}[method]
     cache = {} if ranges is None else dict(calibration_cache_path=ranges)
-    folder = osp.dirname(osp.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', prefix='.int8-', dir=folder)
-    os.close(fd)
-    try:
-        with _quiet():
-            q.quantize_static(
-                src, tmp, _Inputs(input_name, inputs),
-                quant_format=q.QuantFormat.QDQ, per_channel=True,
-                activation_type=(q.QuantType.QInt8 if symmetric else
-                                 q.QuantType.QUInt8),
-                weight_type=q.QuantType.QInt8,
-                op_types_to_quantize=list(OP_TYPES), nodes_to_quantize=nodes,
-                calibrate_method=calib,
-                extra_options=dict(CalibStridedMinMax=1,
-                                   ActivationSymmetric=symmetric), **cache)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as an open() would (mkstemp: 0600)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(dst) as tmp, _quiet():
+        q.quantize_static(
+            src, tmp, _Inputs(input_name, inputs),
+            quant_format=q.QuantFormat.QDQ, per_channel=True,
+            activation_type=(q.QuantType.QInt8 if symmetric else
+                             q.QuantType.QUInt8),
+            weight_type=q.QuantType.QInt8,
+            op_types_to_quantize=list(OP_TYPES), nodes_to_quantize=nodes,
+            calibrate_method=calib,
+            extra_options=dict(CalibStridedMinMax=1,
+                               ActivationSymmetric=symmetric), **cache)
     return dict(format='QDQ', weights='int8 per output channel',
                 activations=('int8 symmetric per tensor (zero point 0)'
                              if symmetric else 'uint8 per tensor'),

@@ -1,8 +1,10 @@
 """Writing files so that a reader never sees half of one."""
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -44,3 +46,20 @@ def atomic_write_text(text: str, dst) -> Path:
 def atomic_write_json(obj, dst, **dump_kwargs) -> Path:
     """``json.dump`` to a temp file beside ``dst``, then rename over it."""
     return atomic_write_text(json.dumps(obj, **dump_kwargs), dst)
+
+
+@contextlib.contextmanager
+def atomic_path(dst) -> Iterator[str]:
+    """A temp path beside ``dst`` for a writer that takes a path: renamed
+    over ``dst`` when the block ends without an error, removed otherwise.
+    The writer creates the file (so it gets the usual permissions)."""
+    dst = os.path.abspath(dst)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(dst),
+                       f'.{os.path.basename(dst)}.{os.getpid()}.tmp')
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
