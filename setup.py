@@ -58,11 +58,13 @@ setup(
     license='MIT',
     python_requires='>=3.9',
     # The supported range (README "Install"), tested at both ends: torch 2.1
-    # (mmcv 2.1.0's prebuilt wheels) to 2.14. mmdet 3.3 / mmseg 1.2 assert
-    # mmcv<2.2. None of these forces an upgrade of a torch or mmcv in range.
+    # (mmcv 2.1.0's prebuilt wheels) and the newest release, 2.15. No upper
+    # bound on torch/torchvision (mmdet and mmseg have none): installing into
+    # a newer stack keeps it. mmdet 3.3 / mmseg 1.2 assert mmcv<2.2. None of
+    # these forces an upgrade or a downgrade of an installed torch or mmcv.
     install_requires=[
-        'torch>=2.1,<=2.14.1',
-        'torchvision>=0.16,<=0.29.1',
+        'torch>=2.1',
+        'torchvision>=0.16',
         'mmengine>=0.10.7,<0.11',
         'mmcv>=2.1.0,<2.2.0',
         'mmdet>=3.3.0,<3.4',

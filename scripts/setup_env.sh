@@ -8,10 +8,11 @@
 # mmsegmentation 1.2.2, timm, then this package in editable mode with its
 # tests and deploy extras (mmdeploy 1.3.1 with --no-deps).
 #
-# STACK=latest (default): torch 2.14.1 / torchvision 0.29.1, the newest release
-#   the package supports. mmcv 2.1.0 has no wheel for it: its setup.py
-#   hard-codes -std=c++14/17 while torch >= 2.10 headers need C++20, so the
-#   flags are patched; torch 2.14 needs setuptools >= 77.0.3.
+# STACK=latest (default): torch 2.15.0 / torchvision 0.29.2, the newest
+#   release (torchvision 0.29.2 declares torch>=2.14 and its ops run on 2.15).
+#   mmcv 2.1.0 has no wheel for it: its setup.py hard-codes -std=c++14/17
+#   while torch >= 2.10 headers need C++20, so the flags are patched; torch
+#   >= 2.14 needs setuptools >= 77.0.3.
 # STACK=lower: torch 2.1.2 / torchvision 0.16.2 with numpy < 2, the stack of
 #   mmcv 2.1.0's prebuilt wheels that most MMDetection 3.3 users run (here the
 #   registry's CUDA wheel of torch, which imports on a CPU machine). mmcv keeps
@@ -31,7 +32,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK="${STACK:-latest}"
 case "$STACK" in
-  latest) TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
+  latest) TORCH_PINS=("torch==2.15.0" "torchvision==0.29.2")
           BUILD_PINS=("setuptools>=77.0.3,<81"); CXX20=1
           VENV="${VENV:-$ROOT/.venv}" ;;
   lower)  TORCH_PINS=("torch==2.1.2" "torchvision==0.16.2" "numpy<2")
@@ -66,8 +67,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # The stack's pins hold for every later install, so no dependency moves them.
+# They replace any pip-configured constraint file (PIP_CONSTRAINT overrides
+# pip.conf's), e.g. one that caps torch below the stack's release.
 PINS="$VENV/stack-constraints.txt"
 printf '%s\n' "${TORCH_PINS[@]}" >"$PINS"
+export PIP_CONSTRAINT="$PINS"
 
 say "installing ${TORCH_PINS[*]} and build tools ($STACK stack)"
 "${PIP[@]}" install -q "${BUILD_PINS[@]}" wheel ninja "${TORCH_PINS[@]}"
@@ -114,9 +118,9 @@ if [[ -z "$(mmcv_wheel)" ]]; then
 fi
 
 say "installing mmcv (cached wheel), mmengine, mmdet, mmsegmentation, timm"
-"${PIP[@]}" install -q -c "$PINS" "$(mmcv_wheel)"
+"${PIP[@]}" install -q "$(mmcv_wheel)"
 say "installing vanillanet_mm (editable) and its dependencies"
-"${PIP[@]}" install -q -c "$PINS" -e "$ROOT[tests,deploy]"
+"${PIP[@]}" install -q -e "$ROOT[tests,deploy]"
 # tools/deployment/deploy.py: mmdeploy without its pins (protobuf<=3.20.2
 # would downgrade protobuf and with it onnx); the deploy extra above brings
 # what it imports.

@@ -55,10 +55,15 @@ def data(tmp_path_factory):
 # ------------------------------------------------------------ installation
 def test_install_keeps_torch_and_mmcv(tmp_path):
     """`pip install .` into this environment (as a user would, dry run)
-    installs nothing in place of its torch, torchvision or mmcv."""
+    installs nothing in place of its torch, torchvision or mmcv: on the
+    default stack the newest torch stays, on the lower bound the oldest."""
     report = tmp_path / 'report.json'
+    # a user's pip: no machine-wide constraint file (this machine's pip.conf
+    # caps torch below the default stack's release, which would force a
+    # downgrade that a user's environment would not see)
+    env = dict(os.environ, PIP_CONSTRAINT=os.devnull)
     proc = run([sys.executable, '-m', 'pip', 'install', '--dry-run',
-                '--no-build-isolation', '--report', report, ROOT])
+                '--no-build-isolation', '--report', report, ROOT], env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = {item['metadata']['name'].lower(): item['metadata']['version']
              for item in json.loads(report.read_text())['install']}
