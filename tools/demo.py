@@ -2,13 +2,20 @@
 
 Generates data/demo, trains the Mask R-CNN and UperNet demo configs through
 tools/train.py (deep training, λ 0 -> 1) side by side, each on its share of
-the cores (``--jobs``; logs in work_dirs/demo/{det,seg}/train.log), tests
-both through tools/test.py, re-tests with --deploy (fused backbone), times
-the backbone in both forms, saves prediction PNGs, prints one table with
-the targets and writes work_dirs/demo/summary.json.
+the cores (``--jobs``), tests both through tools/test.py, re-tests with
+--deploy (fused backbone), times the backbone in both forms, saves prediction
+PNGs, prints one table with the targets and writes
+work_dirs/demo/summary.json.
+
+The terminal shows one live line per task (phase; while training: epoch or
+iteration, loss, ETA); the tools' full output is in
+work_dirs/demo/{det,seg}/{train,test,test_fused}.log, and this process's own
+library messages (warnings, MMEngine INFO lines) in work_dirs/demo/demo.log.
 """
 import argparse
+import contextlib
 import json
+import logging
 import os
 import os.path as osp
 import shutil
@@ -16,15 +23,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-
-from mmengine.config import Config
-
-import vanillanet_mm  # noqa: F401
-from vanillanet_mm.analysis import compare_forms
-from vanillanet_mm.apis import build_model
-from vanillanet_mm.datasets import cfg_options, generate
-from vanillanet_mm.models.checkpoint import read_checkpoint
-from vanillanet_mm.utils.fileio import atomic_write_json
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 NO_VAL = 10**9  # a train_cfg.val_begin no demo schedule reaches
@@ -40,20 +38,18 @@ TASKS = {
 }
 
 
-MINUTES_TARGET = 15.0  # all of make demo on 2 CPU cores
+MINUTES_TARGET = 12.0  # all of make demo on 2 CPU cores
 
 
-def sh(*args, log=None, env=None) -> None:
-    """Run a Python script; its output to ``log`` (a path) if given."""
+def sh(*args, log: str, env=None) -> None:
+    """Run a Python script, its output (after the command line) to ``log``."""
     cmd = [sys.executable, *args]
-    print('+', ' '.join(cmd) + (f'  > {log}' if log else ''), flush=True)
-    if log is None:
-        subprocess.run(cmd, check=True, env=env)
-        return
     with open(log, 'w') as f:
+        f.write('+ ' + ' '.join(cmd) + '\n')
+        f.flush()
         if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
                           env=env).returncode:
-            msg = f'{cmd[1]} failed; its output: {log}'
+            msg = f'{osp.basename(cmd[1])} failed; its output: {log}'
             print(msg, file=sys.stderr, flush=True)  # before the other task
             raise SystemExit(msg)
 
@@ -63,18 +59,24 @@ def last_checkpoint(work_dir: str) -> str:
         return f.read().strip()
 
 
-def run_task(task: str, args, env: dict, quiet: bool) -> dict:
+def run_task(task: str, args, env: dict, board) -> dict:
     """Train one demo config through tools/train.py, then test it through
-    tools/test.py, plain and with --deploy; outputs to log files if quiet."""
+    tools/test.py, plain and with --deploy; each tool's output in a log."""
+    from mmengine.config import Config
+
+    from vanillanet_mm.datasets import cfg_options
+    from vanillanet_mm.models.checkpoint import read_checkpoint
     cfg_path, wd = TASKS[task]['config'], osp.join(args.work_dir, task)
     os.makedirs(wd, exist_ok=True)
     data = cfg_options(args.data_root, coco=task == 'det')
+    max_epochs = Config.fromfile(cfg_path).train_cfg.get('max_epochs')
 
     def tool(name, *args, log=None):
-        sh(osp.join(TOOLS, f'{name}.py'), cfg_path, *args, env=env,
-           log=osp.join(wd, f'{log or name}.log') if quiet else None)
+        log = osp.join(wd, f'{log or name}.log')
+        sh(osp.join(TOOLS, f'{name}.py'), cfg_path, *args, env=env, log=log)
 
     t0 = time.time()
+    board.watch(task, 'train', osp.join(wd, 'train.log'), max_epochs)
     # no validation inside training: evaluated once below by test.py
     tool('train', '--work-dir', wd, '--cfg-options', *data,
          f'train_cfg.val_begin={NO_VAL}', f'randomness.seed={args.seed}')
@@ -83,8 +85,10 @@ def run_task(task: str, args, env: dict, quiet: bool) -> dict:
     lam = read_checkpoint(ckpt)['state_dict']['backbone._act_learn']
     out[f'{task}_act_learn_final'] = float(lam)
     metrics = {}
-    for form, extra in (('test', ('--show-dir', osp.join(wd, 'vis'))),
-                        ('test_fused', ('--deploy', ))):
+    for form, phase, extra in (
+            ('test', 'test', ('--show-dir', osp.join(wd, 'vis'))),
+            ('test_fused', 'test --deploy (fused)', ('--deploy', ))):
+        board.set(task, phase)
         tool('test', ckpt, '--work-dir', osp.join(wd, form), *extra,
              '--cfg-options', *data, *TASKS[task].get('test_options', ()),
              log=form)
@@ -95,17 +99,68 @@ def run_task(task: str, args, env: dict, quiet: bool) -> dict:
         out[f'{name}_fused'] = metrics['test_fused'][key]
     out[f'{task}_predictions'] = copy_pngs(
         osp.join(wd, 'vis'), osp.join(args.work_dir, 'predictions', task))
+    board.set(task, 'done  ' + '  '.join(
+        f'{name} {out[name]:g} (fused {out[name + "_fused"]:g})'
+        for name in TASKS[task]['metrics']))
     return out
 
 
 def backbone_latency(config: str, ckpt: str, size: int, iters: int):
     """Median ms of the trained backbone, training form vs fused."""
+    from mmengine.config import Config
+
+    from vanillanet_mm.analysis import compare_forms
+    from vanillanet_mm.apis import build_model
+    from vanillanet_mm.models.checkpoint import read_checkpoint
     model = build_model(Config.fromfile(config))
     model.load_state_dict(read_checkpoint(ckpt)['state_dict'])
     res = compare_forms(model.backbone.eval(), (size, size), iters,
                         warmup=3)
     return (res['train_ms']['median_ms'], res['fused_ms']['median_ms'],
             res['rel_err'])
+
+
+def measure_latency(args) -> dict:
+    """The det backbone's latency, timed alone after the trainings."""
+    if 'det' not in args.tasks:
+        return {}
+    ckpt = last_checkpoint(osp.join(args.work_dir, 'det'))
+    t_train, t_fused, err = backbone_latency(
+        TASKS['det']['config'], ckpt, 192, args.latency_iters)
+    return dict(backbone_ms_train_form=t_train, backbone_ms_fused=t_fused,
+                backbone_fusion_rel_err=err)
+
+
+@contextlib.contextmanager
+def library_messages_to(log_path: str):
+    """Send this process's library warnings and MMEngine log lines to
+    ``log_path`` instead of the terminal (restored on exit)."""
+    os.makedirs(osp.dirname(log_path) or '.', exist_ok=True)
+    handler = logging.FileHandler(log_path, mode='w')
+    handler.setFormatter(logging.Formatter(
+        '%(asctime)s %(name)s %(levelname)s %(message)s'))
+    warnings_log = logging.getLogger('py.warnings')
+    propagate = warnings_log.propagate
+    warnings_log.addHandler(handler)
+    warnings_log.propagate = False
+    logging.captureWarnings(True)
+    from mmengine.logging import MMLogger  # its import warns: captured
+    logger = MMLogger.get_current_instance()
+    consoles = [h for h in logger.handlers
+                if type(h) is logging.StreamHandler]
+    for h in consoles:
+        logger.removeHandler(h)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        for h in consoles:
+            logger.addHandler(h)
+        logging.captureWarnings(False)
+        warnings_log.removeHandler(handler)
+        warnings_log.propagate = propagate
+        handler.close()
 
 
 def copy_pngs(src: str, dst: str, n: int = 4) -> list:
@@ -138,7 +193,6 @@ def main():
     if args.jobs < 1:
         p.error('--jobs must be >= 1')
     start = time.time()
-    generate(args.data_root)
     # each task's chain in its own worker, cores // jobs threads each: two
     # 1-thread runs side by side beat two 2-thread runs in turn on 2 cores,
     # and one task's tests overlap the other's training
@@ -146,20 +200,22 @@ def main():
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     summary = dict(seed=args.seed)
-    with ThreadPoolExecutor(jobs) as pool:
-        for out in pool.map(lambda t: run_task(t, args, env, jobs > 1),
-                            args.tasks):
-            summary.update(out)
+    print(f'logs: {args.work_dir}/{{{",".join(args.tasks)}}}/'
+          '{train,test,test_fused}.log', flush=True)
+    with library_messages_to(osp.join(args.work_dir, 'demo.log')):
+        from vanillanet_mm.datasets import generate
+        from vanillanet_mm.utils.fileio import atomic_write_json
+        from vanillanet_mm.utils.progress import ProgressBoard
+        generate(args.data_root)
+        with ProgressBoard(args.tasks) as board:
+            with ThreadPoolExecutor(jobs) as pool:
+                for out in pool.map(lambda t: run_task(t, args, env, board),
+                                    args.tasks):
+                    summary.update(out)
+        summary.update(measure_latency(args))
     rows = [(name, target, summary[name], summary[f'{name}_fused'])
             for task in args.tasks
             for name, (_, target) in TASKS[task]['metrics'].items()]
-    if 'det' in args.tasks:  # timed alone, after the trainings
-        ckpt = last_checkpoint(osp.join(args.work_dir, 'det'))
-        t_train, t_fused, err = backbone_latency(
-            TASKS['det']['config'], ckpt, 192, args.latency_iters)
-        summary.update(backbone_ms_train_form=t_train,
-                       backbone_ms_fused=t_fused,
-                       backbone_fusion_rel_err=err)
     summary['act_learn_final'] = min(v for k, v in summary.items()
                                      if k.endswith('act_learn_final'))
     summary['total_minutes'] = (time.time() - start) / 60

@@ -36,7 +36,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
         'demo.py', '--work-dir', str(work), '--data-root', str(data),
         '--seed', '3', '--latency-iters', '2'])
     demo.main()
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
 
     summary = json.loads((work / 'summary.json').read_text())
     assert summary['seed'] == 3 and summary['act_learn_final'] == 1.0
@@ -59,5 +59,19 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
         all(rows) and summary['total_minutes'] <= demo.MINUTES_TARGET)
     assert summary['backbone_ms_fused'] > 0
     assert summary['backbone_fusion_rel_err'] < 1e-4
+    # the terminal: one status line per task as it changes (not a tty here),
+    # up to the figures of the last line train.log has, then the results;
+    # no library warnings or INFO lines
+    for task, form in (('det', r'Epoch\(train\)\s*\[1\]\[\s*(\d+)/75\]'),
+                       ('seg', r'Iter\(train\)\s*\[\s*(\d+)/30\]')):
+        log = (work / task / 'train.log').read_text()
+        *_, (it, loss) = re.findall(form + r'.*?\sloss: (\S+)', log)
+        shown = 'epoch 1/1 iter ' + it + '/75' if task == 'det' else \
+            f'iter {it}/30'
+        assert re.search(rf'^{task}  train  {shown}  loss {loss}  ETA ',
+                         out, re.M), out
+        assert re.search(rf'^{task}  done  ', out, re.M), out
+    assert not re.search(r'INFO|Warning|warn\(', out + err), out + err
+    assert 'Loads checkpoint' in (work / 'demo.log').read_text()
     assert (data / 'manifest.json').exists()
     assert not (tmp_path / 'data' / 'demo').exists()
