@@ -118,9 +118,11 @@ def _series_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W,
         ok = (ow < W) & c_ok
         for h in tl.static_range(BLOCK_H):
             oh = h0 + h
+            # the row test as a tile, not a scalar: Triton 3.9's interpreter
+            # turns (tile & scalar) masks into int32 and refuses them
             tl.store(y_cw + oh.to(tl.int64) * syh,
                      acc[h * TW + t].to(y_ptr.dtype.element_ty),
-                     mask=ok & (oh < H))
+                     mask=ok & (ow * 0 + oh < H))
 
 
 def _cfg(bh, bw, bc, tw, warps):
