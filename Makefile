@@ -6,6 +6,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# make test: the default tests on every core (pytest-xdist), each test file's
+# tests in one worker (their module fixtures are built once)
+TEST_WORKERS ?= auto
 # the lower bound: torch 2.1.2 / torchvision 0.16.2 / numpy < 2, mmcv 2.1.0
 LOWER_VENV ?= .venv-lower
 # there: the default subset plus the slow tests marked `compat`, the
@@ -42,7 +45,7 @@ deploy-demo: venv
 	  "$$(cat work_dirs/demo/seg/last_checkpoint)" --work-dir work_dirs/demo/deploy/seg --test $(DEPLOY_ARGS)
 
 test: venv lint
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS) tests

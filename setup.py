@@ -78,8 +78,10 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        # psutil: mmdet's own tools/analysis_tools/benchmark.py
-        'tests': ['pytest', 'onnx', 'onnxruntime', 'ruff', 'psutil'],
+        # psutil: mmdet's own tools/analysis_tools/benchmark.py;
+        # pytest-xdist: make test runs the default tests on every core
+        'tests': ['pytest', 'pytest-xdist', 'onnx', 'onnxruntime', 'ruff',
+                  'psutil'],
         # tools/deployment/deploy.py: mmdeploy==1.3.1 itself goes in with
         # --no-deps (its pins would downgrade onnx and protobuf;
         # scripts/setup_env.sh does it); these are the packages it imports

@@ -11,6 +11,15 @@ if not torch.cuda.is_available():
 
 from vanillanet_mm.models import VanillaNet
 
+# pytest-xdist (`make test` runs `-n auto`): the cores are shared out between
+# the workers, in each worker's torch and in the processes its tests start.
+_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+if _WORKERS > 1:
+    _threads = max(1, (os.cpu_count() or 1) // _WORKERS)
+    torch.set_num_threads(_threads)
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(
+        _threads)
+
 
 def small_arch(name: str, divisor: int = 64) -> dict:
     """An official arch, widths divided (same depth, strides, pools)."""
