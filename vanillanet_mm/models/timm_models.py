@@ -28,8 +28,8 @@ from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 from ..utils.errors import ConfigError
-from .backbone import VanillaNet
-from .blocks import DEFAULT_NORM_CFG, conv_from
+from .backbone import DEFAULT_NORM_CFG, VanillaNet
+from .blocks import conv_from
 from .checkpoint import (
     ACT_LEARN_KEY,
     check_compatible,
