@@ -4,6 +4,7 @@ import argparse
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.models.checkpoint import CheckpointError
@@ -122,11 +123,30 @@ def test_timm_classifier_loads_official_file(tmp_path, deploy):
     model = timm.create_model('vanillanet_5', pretrained=True, deploy=deploy,
                               arch=arch,
                               pretrained_cfg_overlay=dict(file=path)).eval()
-    for k, v in sd.items():
-        assert torch.equal(model.state_dict()[k], v), k
-    assert model.act_learn == 1.0
+    # every official tensor (+ λ), the cfg's first conv the official one
+    own = model.state_dict()
+    assert len(own) == len(sd) + 1 and model.act_learn == 1.0
+    assert torch.equal(own[model.pretrained_cfg['first_conv'] + '.weight'],
+                       sd['stem.0.weight' if deploy else 'stem1.0.weight'])
+    # the body computes what the mmengine backbone loaded from the file
+    # does, the head what the official head does
+    backbone = VanillaNet(arch, act_num=3, deploy=deploy, init_cfg=dict(
+        type='Pretrained', checkpoint=path))
+    backbone.init_weights()
     x = torch.randn(2, 3, 64, 64)
-    assert model(x).shape == (2, 1000)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert torch.equal(feats, backbone.eval()(x)[-1])
+        pooled = feats.mean((2, 3), keepdim=True)
+        if deploy:
+            ref = F.conv2d(pooled, sd['cls.2.weight'], sd['cls.2.bias'])
+        else:
+            ref = F.batch_norm(
+                F.conv2d(pooled, sd['cls1.2.weight'], sd['cls1.2.bias']),
+                sd['cls1.3.running_mean'], sd['cls1.3.running_var'],
+                sd['cls1.3.weight'], sd['cls1.3.bias'], eps=1e-6)
+            ref = F.conv2d(ref, sd['cls2.0.weight'], sd['cls2.0.bias'])
+        assert max_rel_error(ref.flatten(1), model(x)) < 1e-5
     if not deploy:  # the classifier fuses too
         ref = model(x)
         model.switch_to_deploy()
@@ -137,3 +157,15 @@ def test_timm_classifier_loads_official_file(tmp_path, deploy):
                               pretrained_cfg_overlay=dict(file=path))
     assert small(x).shape == (2, 7)
     assert torch.equal(small.stages[1].act.weight, sd['stages.1.act.weight'])
+
+
+def test_timm_classifier_refuses_the_other_layout(tmp_path):
+    arch = small_arch('vanillanet_5')
+    for deploy in (False, True):
+        path = _save(tmp_path, {'model': official_state_dict(
+            arch, 3, deploy=not deploy)}, f'{deploy}.pth')
+        with pytest.raises(ValueError, match=f'create it with deploy='
+                           f'{not deploy}'):
+            timm.create_model('vanillanet_5', pretrained=True, arch=arch,
+                              deploy=deploy,
+                              pretrained_cfg_overlay=dict(file=path))

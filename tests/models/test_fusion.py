@@ -7,11 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vanillanet_mm.models import SeriesActivation, VanillaNet
-from vanillanet_mm.models.blocks import (
-    DEFAULT_NORM_CFG,
-    conv_norm,
-    merge_deep_pair,
-)
+from vanillanet_mm.models.blocks import conv_norm, merge_deep_pair
 from vanillanet_mm.models.fusion import fuse_conv_bn, merge_pointwise
 from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
 
@@ -65,8 +61,8 @@ def test_merge_deep_pair_is_the_pair_at_lambda_one(c_in, conv1):
     into one conv + the second BN, against the pair computed by hand in
     float64; the kept BN still normalises with batch statistics."""
     torch.manual_seed(0)
-    first = conv_norm(c_in, 6, DEFAULT_NORM_CFG, **conv1).eval()
-    second = conv_norm(6, 9, DEFAULT_NORM_CFG).eval()
+    first = conv_norm(c_in, 6, **conv1).eval()
+    second = conv_norm(6, 9).eval()
     randomize_bn(first, 2)
     randomize_bn(second, 3)
     x = torch.randn(2, c_in, 23, 17)

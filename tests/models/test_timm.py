@@ -7,9 +7,11 @@ from timm.utils import reparameterize_model
 from torch import nn
 
 from vanillanet_mm.models import Stage, VanillaNet
+from vanillanet_mm.models.timm_models import checkpoint_filter_fn
 from vanillanet_mm.utils.numerics import max_rel_error, randomize_bn
 
 from conftest import small_arch
+from official_layout import official_state_dict
 
 LAMBDA_ERROR = r'act_learn \(λ\) == 1, got 0.5'
 
@@ -23,9 +25,10 @@ def classifier(name, **kwargs):
 
 def assert_fully_fused(model):
     names = [n for n, _ in model.named_modules()]
-    assert model.deploy and all(s.deploy for s in model.stages)
-    assert not any(n.startswith(('stem1', 'stem2', 'cls1', 'cls2'))
-                   or '.conv1' in n for n in names), names
+    assert model.deploy and all(
+        m.deploy for m in (model.stem, *model.stages, model.head))
+    assert not any(n.rsplit('.', 1)[-1] in ('conv1', 'conv2', 'fc1', 'fc2')
+                   for n in names), names
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
@@ -36,7 +39,7 @@ def test_reparameterize_model_fuses_the_whole_classifier(name):
     x = torch.randn(2, 3, 96, 96)
     ref = model(x)
     fused = reparameterize_model(model)  # timm's, on a copy
-    assert not model.deploy and hasattr(model, 'stem1')  # original kept
+    assert not model.deploy and hasattr(model.stem, 'conv1')  # original
     assert_fully_fused(fused)
     out = fused(x)
     assert max_rel_error(ref, out) <= 1e-5
@@ -53,8 +56,10 @@ def test_reparameterize_model_refuses_lambda_not_one():
     with pytest.raises(RuntimeError, match=LAMBDA_ERROR):
         reparameterize_model(model, inplace=True)
     # refused before anything was touched
-    assert not model.deploy and hasattr(model, 'stem1')
-    assert not any(s.deploy or s.act.deploy for s in model.stages)
+    assert not model.deploy and hasattr(model.stem, 'conv1')
+    assert not any(m.deploy or m.act.deploy
+                   for m in (model.stem, *model.stages))
+    assert not model.head.deploy and hasattr(model.head, 'fc1')
 
 
 def test_stage_fused_alone_refuses_lambda_not_one():
@@ -84,23 +89,25 @@ def test_features_only_follows_timm_feature_info(act_learn):
     arch = small_arch('vanillanet_13')
     feats = timm.create_model('vanillanet_13', features_only=True,
                               out_indices=(0, 1, 8, 10), arch=arch).eval()
-    randomize_bn(feats)
-    feats.model.set_act_learn(act_learn)
     info = feats.feature_info
     assert info.channels() == [arch['dims'][i + 1] for i in (0, 1, 8, 10)]
     assert info.reduction() == [4, 8, 16, 32]
     assert info.module_name() == ['stages.0', 'stages.1', 'stages.8',
                                   'stages.10']
     x = torch.randn(2, 3, 96, 128)
+    # the same as the mmdet backbone with the same official weights (λ path
+    # included)
+    official = official_state_dict(arch, 3)
+    feats.model.load_state_dict(checkpoint_filter_fn(official, feats.model))
+    backbone = VanillaNet(arch, act_num=3, out_indices=(0, 1, 8, 10)).eval()
+    backbone.load_state_dict({k: v for k, v in official.items()
+                              if not k.startswith('cls')})
+    for m in (feats.model, backbone):
+        m.set_act_learn(act_learn)
     out = feats(x)
     assert [tuple(f.shape) for f in out] == [
         (2, c, 96 // r, 128 // r)
         for c, r in zip(info.channels(), info.reduction())]
-    # the same as the mmdet backbone with these weights (λ path included);
-    # the head was pruned, so the state dicts match key for key
-    backbone = VanillaNet(arch, act_num=3, out_indices=(0, 1, 8, 10)).eval()
-    backbone.load_state_dict(feats.model.state_dict())
-    assert backbone.act_learn == act_learn
     for a, b in zip(out, backbone(x)):
         assert torch.equal(a, b)
     if act_learn == 1.0:
@@ -122,7 +129,7 @@ def test_features_only_defaults_and_pruning():
     short = timm.create_model('vanillanet_13', features_only=True,
                               out_indices=(-11, 2), arch=arch)
     assert len(short.model.stages) == 3  # stages after the last one dropped
-    assert not any(k.startswith('cls') for k in short.state_dict())
+    assert not any(k.startswith('head.') for k in short.state_dict())
     assert [f.shape[1] for f in short(torch.randn(1, 3, 64, 64))] == \
         short.feature_info.channels() == [arch['dims'][1], arch['dims'][3]]
     vn5 = timm.create_model('vanillanet_5', features_only=True,

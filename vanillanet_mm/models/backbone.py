@@ -5,23 +5,30 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..ops import check_impl
 from ..utils.errors import ConfigError
+from .arch import (
+    ARCH_SETTINGS,
+    check_act_num,
+    multiscale_out_indices,
+    resolve_arch,
+    stem_conv,
+)
 from .blocks import (
-    DEFAULT_NORM_CFG,
+    NormLayer,
     SeriesActivation,
     Stage,
     check_fusable,
-    check_norm_cfg,
     conv_norm,
     fold_norm,
     merge_deep_pair,
+    set_act_impl,
 )
 from .checkpoint import (
     ACT_LEARN_KEY,
@@ -30,12 +37,27 @@ from .checkpoint import (
     load_pretrained,
 )
 
-
-def _arch(dims, strides, ada_pool=None):
-    return dict(dims=list(dims), strides=list(strides), ada_pool=ada_pool)
+DEFAULT_NORM_CFG = dict(type='BN', eps=1e-6, requires_grad=True)
 
 
-_VN13 = [512, 512, 1024] + [2048] * 7 + [4096, 4096]
+def check_norm_cfg(norm_cfg: dict) -> None:
+    """Fusion folds BatchNorm running statistics into the convs: refuse any
+    other norm when the model is built, not when it is fused."""
+    layer = norm_cfg.get('type')
+    if isinstance(layer, str):
+        with MODELS.switch_scope_and_registry(None) as registry:
+            layer = registry.get(layer)
+    if not (isinstance(layer, type) and issubclass(layer, _BatchNorm)
+            and norm_cfg.get('track_running_stats', True)):
+        raise ConfigError(
+            f'VanillaNet norm_cfg {norm_cfg!r} cannot be fused: fusion folds '
+            'BatchNorm running statistics into the convs; use '
+            "type='BN' (or 'SyncBN' on several GPUs) with running statistics")
+
+
+def norm_layer_from(norm_cfg: dict) -> NormLayer:
+    """The blocks' ``norm_layer`` factory for mmcv's ``norm_cfg``."""
+    return lambda channels: build_norm_layer(norm_cfg, channels)[1]
 
 
 @MODELS.register_module()
@@ -132,28 +154,7 @@ class VanillaNet(BaseModule):
     #: variant): only a classifier at its training resolution may
     fixed_input_size: bool = False
 
-    arch_settings: Dict[str, dict] = {
-        'vanillanet_5': _arch([512, 1024, 2048, 4096], [2, 2, 2]),
-        'vanillanet_6': _arch([512, 1024, 2048, 4096, 4096], [2, 2, 2, 1]),
-        'vanillanet_7': _arch([512, 512, 1024, 2048, 4096, 4096],
-                              [1, 2, 2, 2, 1]),
-        'vanillanet_8': _arch([512, 512, 1024, 2048, 2048, 4096, 4096],
-                              [1, 2, 2, 1, 2, 1]),
-        'vanillanet_9': _arch([512, 512, 1024] + [2048] * 3 + [4096, 4096],
-                              [1, 2, 2, 1, 1, 2, 1]),
-        'vanillanet_10': _arch([512, 512, 1024] + [2048] * 4 + [4096, 4096],
-                               [1, 2, 2, 1, 1, 1, 2, 1]),
-        'vanillanet_11': _arch([512, 512, 1024] + [2048] * 5 + [4096, 4096],
-                               [1, 2, 2, 1, 1, 1, 1, 2, 1]),
-        'vanillanet_12': _arch([512, 512, 1024] + [2048] * 6 + [4096, 4096],
-                               [1, 2, 2, 1, 1, 1, 1, 1, 2, 1]),
-        'vanillanet_13': _arch(_VN13, [1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1]),
-        'vanillanet_13_x1_5': _arch([d * 3 // 2 for d in _VN13],
-                                    [1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1]),
-        'vanillanet_13_x1_5_ada_pool': _arch(
-            [d * 3 // 2 for d in _VN13], [1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1],
-            ada_pool=[0, 38, 19, 0, 0, 0, 0, 0, 0, 10, 0]),
-    }
+    arch_settings: Dict[str, dict] = ARCH_SETTINGS
 
     def __init__(self,
                  arch: Union[str, dict] = 'vanillanet_13',
@@ -194,11 +195,7 @@ class VanillaNet(BaseModule):
             check_norm_cfg(norm_cfg)
         dims, strides = self.arch['dims'], self.arch['strides']
         ada_pool = self.arch.get('ada_pool') or [0] * len(strides)
-        if not isinstance(act_num, int) or act_num < 0:
-            raise ConfigError(
-                f'act_num must be an integer >= 0 (the depthwise kernel is '
-                f'(2*act_num+1)^2), got {act_num!r}; use 3 (ImageNet) or 4 '
-                f'(official detection config)')
+        check_act_num(act_num)
         num_stages = len(strides)
         if not -1 <= frozen_stages <= num_stages:
             raise ConfigError(f'frozen_stages must be in [-1, {num_stages}] '
@@ -214,35 +211,36 @@ class VanillaNet(BaseModule):
         self.deploy = deploy
         self.deep = deep_training and not deploy
 
-        stem_stride, stem_pad = (3, 1) if self.arch.get('ada_pool') else (4, 0)
+        norm_layer = norm_layer_from(norm_cfg)
         # The stem sits at the top level so that state dicts use the
         # official key names (stem1/stem2, or stem in the deploy form).
-        self._stem_conv = dict(kernel_size=4, stride=stem_stride,
-                               padding=stem_pad)
+        self._stem_conv = stem_conv(self.arch)
         if deploy:
             self.stem = nn.Sequential(
                 nn.Conv2d(in_channels, dims[0], **self._stem_conv),
                 SeriesActivation(dims[0], act_num, deploy=True))
         elif self.deep:
-            self.stem1 = conv_norm(in_channels, dims[0], norm_cfg,
+            self.stem1 = conv_norm(in_channels, dims[0], norm_layer,
                                    **self._stem_conv)
             self.stem2 = nn.Sequential(
-                *conv_norm(dims[0], dims[0], norm_cfg),
-                SeriesActivation(dims[0], act_num, norm_cfg=norm_cfg))
+                *conv_norm(dims[0], dims[0], norm_layer),
+                SeriesActivation(dims[0], act_num, norm_layer=norm_layer))
         else:
             self.stem = nn.Sequential(
-                *conv_norm(in_channels, dims[0], norm_cfg, **self._stem_conv),
-                SeriesActivation(dims[0], act_num, norm_cfg=norm_cfg))
+                *conv_norm(in_channels, dims[0], norm_layer,
+                           **self._stem_conv),
+                SeriesActivation(dims[0], act_num, norm_layer=norm_layer))
         self.stages = nn.ModuleList(
             Stage(dims[i], dims[i + 1], act_num, strides[i], deploy,
-                  ada_pool[i] or None, norm_cfg, self.deep)
+                  ada_pool[i] or None, norm_layer, self.deep)
             for i in range(num_stages))
         # Persistent, so our checkpoints (and resumed runs) carry λ.
         self.register_buffer('_act_learn', torch.tensor(float(act_learn)))
         self.set_act_learn(1.0 if deploy else act_learn)
         self.out_channels = [dims[0] if i == 'stem' else dims[i + 1]
                              for i in self.out_indices]
-        self.total_stride = (stem_stride if self.arch.get('ada_pool') else
+        self.total_stride = (self._stem_conv['stride']
+                             if self.arch.get('ada_pool') else
                              4 * math.prod(strides))
         self.set_act_impl(act_impl)
         self._freeze_stages()
@@ -250,35 +248,14 @@ class VanillaNet(BaseModule):
     # ----------------------------------------------------------- arguments
     @classmethod
     def _resolve_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                raise ConfigError(
-                    f'unknown VanillaNet arch {arch!r}; choose one of '
-                    f'{sorted(cls.arch_settings)} or pass a dict with '
-                    f"'dims' and 'strides'")
-            return dict(cls.arch_settings[arch])
-        if not isinstance(arch, dict) or not {'dims', 'strides'} <= set(arch):
-            raise ConfigError("a custom VanillaNet arch must be a dict with "
-                             f"'dims' and 'strides', got {arch!r}")
-        arch = dict(arch)
-        if len(arch['dims']) != len(arch['strides']) + 1:
-            raise ConfigError(
-                'arch dims must have one entry more than strides (dims[0] is '
-                f"the stem width), got {len(arch['dims'])} dims and "
-                f"{len(arch['strides'])} strides")
-        if arch.get('ada_pool') and len(arch['ada_pool']) != len(
-                arch['strides']):
-            raise ConfigError('arch ada_pool needs one entry per stage')
-        return arch
+        return resolve_arch(arch, cls.arch_settings)
 
     @classmethod
     def multiscale_out_indices(cls, arch: Union[str, dict]
                                ) -> Tuple[int, ...]:
         """The last stage of each resolution: for VN13 (0, 1, 8, 10), the
         official detection config's /4, /8, /16, /32 outputs."""
-        strides = cls._resolve_arch(arch)['strides']
-        return tuple(i for i in range(len(strides))
-                     if i + 1 == len(strides) or strides[i + 1] != 1)
+        return multiscale_out_indices(cls._resolve_arch(arch))
 
     @staticmethod
     def _resolve_out_indices(out_indices, num_stages) -> List[Union[int, str]]:
@@ -321,10 +298,7 @@ class VanillaNet(BaseModule):
 
     def set_act_impl(self, impl: str) -> None:
         """Choose the deploy-form activation: 'auto', 'triton', 'torch'."""
-        self.act_impl = check_impl(impl)
-        for m in self.modules():
-            if isinstance(m, SeriesActivation):
-                m.act_impl = impl
+        self.act_impl = set_act_impl(self, impl)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Every loader (torch's and mmengine's) calls this hook per module, so

@@ -6,31 +6,47 @@ training form ``stem1``/``stem2``, ``conv1``/``conv2``, ``act.weight``,
 The shallow form (one conv + BN per stage, still trainable: the paper's
 network without deep training, or a deep one merged at λ = 1) names them
 ``stem.0``/``stem.1``/``stem.2`` and ``conv.0``/``conv.1``.
+
+torch only (no OpenMMLab import): the timm classifiers are built from these
+too. A block takes its norm as ``norm_layer``, a factory ``channels ->
+module``; the mmengine backbone passes one built from its ``norm_cfg``.
 """
-from typing import Optional
+import math
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
-from mmengine.model.weight_init import trunc_normal_
-from mmengine.registry import MODELS
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..ops import series_act
-from ..utils.errors import ConfigError, FusionError
+from ..ops import check_impl, series_act
+from ..utils.errors import FusionError
 from .fusion import fuse_conv_bn, merge_pointwise
 
-DEFAULT_NORM_CFG = dict(type='BN', eps=1e-6, requires_grad=True)
+NormLayer = Callable[[int], nn.Module]
 
 
-def conv_norm(in_ch: int, out_ch: int, norm_cfg: dict,
-               **conv_kwargs) -> nn.Sequential:
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    """The official norm: BatchNorm with eps 1e-6."""
+    return nn.BatchNorm2d(channels, eps=1e-6)
+
+
+@torch.no_grad()
+def trunc_normal_(tensor: Tensor, std: float = .02, bound: float = 2.
+                  ) -> Tensor:
+    """Normal(0, std) truncated to [-bound, bound], drawn as upstream (timm,
+    mmengine) draws it: uniform, then the inverse normal CDF, so a seeded
+    init gives the same weights (torch's own now draws differently)."""
+    cdf = (1. + math.erf(bound / std / math.sqrt(2.))) / 2.
+    return tensor.uniform_(1. - 2. * cdf, 2. * cdf - 1.).erfinv_().mul_(
+        std * math.sqrt(2.)).clamp_(-bound, bound)
+
+
+def conv_norm(in_ch: int, out_ch: int, norm_layer: NormLayer = batch_norm,
+              **conv_kwargs) -> nn.Sequential:
     """``Sequential(conv, norm)``: keys ``.0.*`` and ``.1.*`` as upstream."""
     conv_kwargs.setdefault('kernel_size', 1)
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, **conv_kwargs),
-        build_norm_layer(norm_cfg, out_ch)[1])
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, **conv_kwargs),
+                         norm_layer(out_ch))
 
 
 def conv_from(weight: torch.Tensor, bias: torch.Tensor, stride=1,
@@ -51,11 +67,17 @@ def merge_deep_pair(first: nn.Sequential,
     ``second``'s BN is kept as it is, so the merged pair still normalises
     with batch statistics while it trains and equals the pair in eval mode.
     """
+    return nn.Sequential(merge_conv_norm_conv(*first, second[0]), second[1])
+
+
+def merge_conv_norm_conv(conv: nn.Conv2d, norm: nn.Module,
+                         pointwise: nn.Conv2d) -> nn.Conv2d:
+    """One conv computing ``pointwise(norm(conv(x)))``, ``norm`` an eval-mode
+    BatchNorm and ``pointwise`` a 1x1 conv."""
     weight, bias = merge_pointwise(
-        *fuse_conv_bn(first[0].weight, first[0].bias, first[1]),
-        second[0].weight, second[0].bias)
-    conv = conv_from(weight, bias, first[0].stride, first[0].padding)
-    return nn.Sequential(conv, second[1])
+        *fuse_conv_bn(conv.weight, conv.bias, norm), pointwise.weight,
+        pointwise.bias)
+    return conv_from(weight, bias, conv.stride, conv.padding)
 
 
 def fold_norm(pair: nn.Sequential) -> nn.Conv2d:
@@ -63,21 +85,6 @@ def fold_norm(pair: nn.Sequential) -> nn.Conv2d:
     conv = pair[0]
     return conv_from(*fuse_conv_bn(conv.weight, conv.bias, pair[1]),
                      conv.stride, conv.padding)
-
-
-def check_norm_cfg(norm_cfg: dict) -> None:
-    """Fusion folds BatchNorm running statistics into the convs: refuse any
-    other norm when the model is built, not when it is fused."""
-    layer = norm_cfg.get('type')
-    if isinstance(layer, str):
-        with MODELS.switch_scope_and_registry(None) as registry:
-            layer = registry.get(layer)
-    if not (isinstance(layer, type) and issubclass(layer, _BatchNorm)
-            and norm_cfg.get('track_running_stats', True)):
-        raise ConfigError(
-            f'VanillaNet norm_cfg {norm_cfg!r} cannot be fused: fusion folds '
-            'BatchNorm running statistics into the convs; use '
-            "type='BN' (or 'SyncBN' on several GPUs) with running statistics")
 
 
 def check_fusable(act_learn: float, force: bool, caller: str) -> None:
@@ -103,7 +110,7 @@ class SeriesActivation(nn.Module):
     act_impl = 'auto'
 
     def __init__(self, channels: int, act_num: int = 3, deploy: bool = False,
-                 norm_cfg: dict = DEFAULT_NORM_CFG):
+                 norm_layer: NormLayer = batch_norm):
         super().__init__()
         self.channels = channels
         self.act_num = act_num
@@ -115,7 +122,7 @@ class SeriesActivation(nn.Module):
             self.bias = nn.Parameter(torch.zeros(channels))
         else:
             self.bias = None
-            self.bn = build_norm_layer(norm_cfg, channels)[1]
+            self.bn = norm_layer(channels)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.deploy:
@@ -139,36 +146,52 @@ class SeriesActivation(nn.Module):
                 f'deploy={self.deploy}')
 
 
+def set_act_impl(model: nn.Module, impl: str) -> str:
+    """Make every series activation in ``model`` run its fused form as
+    ``impl`` ('auto', 'triton' or 'torch'); returns ``impl``, checked."""
+    check_impl(impl)
+    for m in model.modules():
+        if isinstance(m, SeriesActivation):
+            m.act_impl = impl
+    return impl
+
+
 class Stage(nn.Module):
     """One VanillaNet stage: 1x1 conv-BN, λ-leaky, 1x1 conv-BN, pool, act.
 
     ``stride`` 2 adds a max-pool (an adaptive max-pool to ``ada_pool`` pixels
     for the ada-pool variant); stride 1 keeps the resolution. ``deep=False``
     builds the shallow form: one 1x1 conv-BN instead of the pair.
+    ``first_conv`` (conv arguments) makes the first conv map ``in_channels``
+    straight to ``out_channels`` with that kernel: the stem (:class:`Stem`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, act_num: int = 3,
                  stride: int = 2, deploy: bool = False,
                  ada_pool: Optional[int] = None,
-                 norm_cfg: dict = DEFAULT_NORM_CFG, deep: bool = True):
+                 norm_layer: NormLayer = batch_norm, deep: bool = True,
+                 first_conv: Optional[dict] = None):
         super().__init__()
         self.deploy = deploy
         self.deep = deep and not deploy
         self.act_learn = 1.0  # the λ rule: see VanillaNet
+        mid = in_channels if first_conv is None else out_channels
+        first_conv = {'kernel_size': 1, **(first_conv or {})}
         if deploy:
-            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+            self.conv = nn.Conv2d(in_channels, out_channels, **first_conv)
         elif deep:
-            self.conv1 = conv_norm(in_channels, in_channels, norm_cfg)
-            self.conv2 = conv_norm(in_channels, out_channels, norm_cfg)
+            self.conv1 = conv_norm(in_channels, mid, norm_layer, **first_conv)
+            self.conv2 = conv_norm(mid, out_channels, norm_layer)
         else:
-            self.conv = conv_norm(in_channels, out_channels, norm_cfg)
+            self.conv = conv_norm(in_channels, out_channels, norm_layer,
+                                  **first_conv)
         if stride == 1:
             self.pool = nn.Identity()
         elif ada_pool:
             self.pool = nn.AdaptiveMaxPool2d((ada_pool, ada_pool))
         else:
             self.pool = nn.MaxPool2d(stride)
-        self.act = SeriesActivation(out_channels, act_num, deploy, norm_cfg)
+        self.act = SeriesActivation(out_channels, act_num, deploy, norm_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.deep:
@@ -183,7 +206,8 @@ class Stage(nn.Module):
         exact at λ = 1, refused otherwise unless ``force``."""
         if not self.deep:
             return
-        check_fusable(self.act_learn, force, 'Stage.switch_to_shallow()')
+        check_fusable(self.act_learn, force,
+                      f'{type(self).__name__}.switch_to_shallow()')
         self.conv = merge_deep_pair(self.conv1, self.conv2)
         del self.conv1, self.conv2
         self.deep = False
@@ -199,3 +223,19 @@ class Stage(nn.Module):
         self.conv = fold_norm(self.conv)
         self.act.switch_to_deploy()
         self.deploy = True
+
+
+class Stem(Stage):
+    """The stem: a :class:`Stage` whose first conv is the 4x4 patchify conv
+    (``in_chans`` -> ``out_channels``, stride 4; stride 3 padding 1 for the
+    ada-pool variant), with no pool. Keys ``conv1``/``conv2``/``act`` in the
+    training form, ``conv``/``act`` fused, as a stage's; it fuses itself
+    (:meth:`switch_to_deploy`, refused at λ ≠ 1)."""
+
+    def __init__(self, in_chans: int, out_channels: int, act_num: int = 3,
+                 stride: int = 4, padding: int = 0, deploy: bool = False,
+                 norm_layer: NormLayer = batch_norm, deep: bool = True):
+        super().__init__(in_chans, out_channels, act_num, stride=1,
+                         deploy=deploy, norm_layer=norm_layer, deep=deep,
+                         first_conv=dict(kernel_size=4, stride=stride,
+                                         padding=padding))
