@@ -1,74 +1,55 @@
-"""FPS of VanillaNet, training form vs fused, next to the usual backbones.
+"""FPS of the VanillaNet backbone, training form vs fused, next to the usual
+backbones.
 
-  backbone mode:
     python tools/benchmark_fps.py --mode backbone --shape 800 1344
-  model mode:
-    python tools/benchmark_fps.py --mode model CONFIG [--checkpoint CKPT]
 
-Every model runs in ONE process on the same inputs: VanillaNet training form
-(λ = 1), the same weights fused with switch_to_deploy() (``vanillanet_fused``:
-series activations by the fused Triton kernel on CUDA; ``_torch``: by plain
-PyTorch ops), ResNet-50, Swin-T, ConvNeXt-T (backbone mode: timm's models,
-the same layers as mmdet's; random init is fine for speed). ``--dtype`` takes
-several precisions, timed one after another on the same models. Model mode
-times the whole detector/segmentor (data preprocessor, forward,
-post-processing) on real images, with ResNet-50 / Swin-T versions
-of the same config, and counts each model's GFLOPs and params at --flops-shape
-(default 1280×800, the official tables' shape) in two conventions, next to
-the official table's values (:mod:`vanillanet_mm.analysis`). ``--batch-size N``
-(both modes; default 1) times batches of N images: the table gives the
-latency of a batch and the throughput in images/s. Prints a table; --out
-writes JSON, --plot a PNG.
+Every backbone runs in ONE process on the same input: VanillaNet training
+form (λ = 1), the same weights fused with switch_to_deploy()
+(``vanillanet_fused``: series activations by the fused Triton kernel on CUDA;
+``_torch``: by plain PyTorch ops), ResNet-50, Swin-T, ConvNeXt-T (timm's
+models, the same layers as mmdet's; random init is fine for speed), with
+each backbone's params and GMACs (multiply-adds of its convs, linears and
+matmuls). ``--dtype`` takes several precisions, timed one after another on
+the same models. ``--batch-size N`` (default 1) times batches of N images:
+the table gives the latency of a batch and the throughput in images/s.
+Prints a table; --out writes JSON, --plot a PNG. The whole detector or
+segmentor of a config: tools/analysis_tools/model_fps.py.
 
 On CUDA: cudnn.benchmark is on for every model; each time is reported as
-wall time and as GPU time from CUDA events; and before any timing (backbone
-mode) the fused backbone with the Triton kernel is compared with the same
-weights run by PyTorch ops on the same input, per dtype: the error is printed
-and a wrong kernel stops the run (KERNEL_TOL). ``--cuda-graph`` (backbone
-mode) also times every model and dtype captured once in a CUDA graph and
-replayed (no launch overhead: what a deployed fixed-shape backbone costs),
-next to its eager figure; the replay's output is checked against the eager
-one first. Model mode warms up on every image it will time (each image size
-is tuned by cuDNN and the kernel's autotuner before the clock runs).
+wall time and as GPU time from CUDA events; and before any timing the fused
+backbone with the Triton kernel is compared with the same weights run by
+PyTorch ops on the same input, per dtype: the error is printed and a wrong
+kernel stops the run (KERNEL_TOL). ``--cuda-graph`` also times every model
+and dtype captured once in a CUDA graph and replayed (no launch overhead:
+what a deployed fixed-shape backbone costs), next to its eager figure; the
+replay's output is checked against the eager one first.
 """
 import argparse
 import copy
 import itertools
 import os
-import os.path as osp
 import sys
 
 import torch
 from mmengine.analysis import parameter_count
-from mmengine.config import Config
 
 import vanillanet_mm  # noqa: F401
 from vanillanet_mm.models import VanillaNet
 from vanillanet_mm.utils.cli import run_cli
-from vanillanet_mm.utils.errors import ConfigError, InputFileError
+from vanillanet_mm.utils.errors import ConfigError
 from vanillanet_mm.utils.fileio import atomic_write_json
-from vanillanet_mm.utils.latency import captured, gpu_ms, measure_ms, summarize
+from vanillanet_mm.utils.latency import (
+    DTYPES,
+    captured,
+    gpu_ms,
+    measure_ms,
+    set_precision,
+    summarize,
+)
 from vanillanet_mm.utils.numerics import max_rel_error
-from vanillanet_mm.utils.package import config_path
 
-DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
 VN_FORMS = ('vanillanet_train', 'vanillanet_fused', 'vanillanet_fused_torch')
 BASELINES = ('resnet50', 'swin_t', 'convnext_t')
-# model mode: the backbones swapped in for VanillaNet, each a config in
-# configs/baselines/backbones/ (`backbone`, and its `out_channels`)
-MODEL_MODE_BASELINES = ('resnet50', 'swin_t')
-
-
-# huawei-noah/VanillaNet object_detection/README.md: (GFLOPs, params M) of
-# the official VN13 (act_num 4) recipes and their Swin-T counterparts
-OFFICIAL_COMPLEXITY = {
-    ('MaskRCNN', 'vanillanet'): (420.7, 77.1),
-    ('MaskRCNN', 'swin_t'): (263.8, 47.8),
-    ('RetinaNet', 'vanillanet'): (396.9, 75.4),
-    ('RetinaNet', 'swin_t'): (244.8, 38.5),
-}
-
-
 def vanillanet_forms(arch, act_num):
     """Training form (λ = 1) and the same weights fused, by form name."""
     model = VanillaNet(arch, act_num=act_num,
@@ -107,13 +88,6 @@ def gmacs(model, x):
     return analyzer.total() / 1e9
 
 
-def set_precision(dtype):
-    """TF32 on/off; returns the autocast dtype (None: plain fp32)."""
-    torch.backends.cuda.matmul.allow_tf32 = dtype == 'tf32'
-    torch.backends.cudnn.allow_tf32 = dtype == 'tf32'
-    return {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(dtype)
-
-
 def prepare(model, args, device):
     model = model.to(device)
     model.eval()  # some mmdet backbones' train() returns None
@@ -122,7 +96,7 @@ def prepare(model, args, device):
     return torch.compile(model) if args.compile else model
 
 
-def timed(fn, args, device, dtype, warmup=0, graph=False):
+def timed(fn, args, device, dtype, graph=False):
     """Wall (and on CUDA, GPU) times of ``fn()`` under ``dtype``; ``graph``:
     of its CUDA graph's replay, after checking that the replay reproduces
     an eager call (autocast's weight cache is off: graphs forbid it)."""
@@ -141,8 +115,7 @@ def timed(fn, args, device, dtype, warmup=0, graph=False):
         if not err <= KERNEL_TOL[dtype]:
             raise RuntimeError(f'CUDA graph replay differs from the eager '
                                f'call ({dtype}: {err:.2e}); not timing it')
-    out = summarize(measure_ms(call, device, max(args.warmup, warmup),
-                               args.iters))
+    out = summarize(measure_ms(call, device, args.warmup, args.iters))
     if device.type == 'cuda':
         gpu = gpu_ms(call, args.iters)
         out.update(gpu_median_ms=gpu['median_ms'], gpu_p90_ms=gpu['p90_ms'])
@@ -212,119 +185,6 @@ def backbone_records(args, device):
     return records
 
 
-def model_records(args, device):
-    from mmengine.dataset import Compose, pseudo_collate
-
-    from vanillanet_mm.apis import build_model
-    cfg = Config.fromfile(args.config)
-    pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
-                if t['type'] != 'LoadAnnotations']
-    imgs = sorted(osp.join(args.img_dir, f) for f in os.listdir(args.img_dir)
-                  if f.lower().endswith(('.png', '.jpg', '.jpeg')))
-    if not imgs:
-        raise InputFileError(f'no images in --img-dir {args.img_dir}')
-    build = {}
-    for name in args.models:
-        if name in VN_FORMS:
-            build[name] = cfg
-        elif name in MODEL_MODE_BASELINES:
-            c = copy.deepcopy(cfg)
-            base = Config.fromfile(
-                config_path(f'baselines/backbones/{name}.py'))
-            in_ch = base.out_channels
-            c.model.backbone = base.backbone
-            if 'neck' in c.model:  # as many (last) stages as the neck takes
-                n = len(c.model.neck.in_channels)
-                c.model.backbone.out_indices = (0, 1, 2, 3)[-n:]
-                c.model.neck.in_channels = in_ch[-n:]
-            else:
-                c.model.decode_head.in_channels = in_ch
-                c.model.auxiliary_head.in_channels = in_ch[2]
-            build[name] = c
-        else:
-            print(f'  {name}: skipped in model mode (no mmdet/mmseg '
-                  'backbone without new dependencies)', file=sys.stderr)
-    records = []
-    for name, c in build.items():
-        model = build_model(c)
-        model.cfg = c
-        if name in VN_FORMS:
-            if args.checkpoint:  # strictly, as tools/test.py loads
-                from vanillanet_mm.models.checkpoint import (
-                    check_model_checkpoint,
-                )
-                model.load_state_dict(
-                    check_model_checkpoint(model, args.checkpoint))
-            model.backbone.set_act_learn(1.0)
-            if name != 'vanillanet_train':
-                model.backbone.switch_to_deploy()
-            if name == 'vanillanet_fused_torch':
-                model.backbone.set_act_impl('torch')
-        from mmengine.model import revert_sync_batchnorm
-        model = revert_sync_batchnorm(model).to(device).eval()
-        params = parameter_count(model)[''] / 1e6
-        flops = (complexity(model, name, params, cfg, args) if args.gmacs
-                 else {})
-        tf = Compose(pipeline)
-        n = args.batch_size
-        samples = [tf(dict(img_path=p, img_id=i)) for i, p in
-                   enumerate(imgs[:max(args.iters, 1) * n])]
-        if len(samples) < n:
-            raise InputFileError(f'--batch-size {n} needs at least {n} '
-                                 f'images in --img-dir {args.img_dir}')
-        batches = [pseudo_collate(samples[i:i + n])
-                   for i in range(0, len(samples) - n + 1, n)]
-        it = itertools.cycle(batches)
-
-        def step():
-            with torch.no_grad():
-                model.test_step(next(it))
-        for dtype in args.dtype:  # warm-up: every image (size) once
-            t = timed(step, args, device, dtype, warmup=len(batches))
-            records.append(dict(model=name, dtype=dtype, params_m=params,
-                                gmacs=flops.get('gflops'), flops=flops, **t))
-            print(f'  {name} {dtype}: {t["median_ms"]:.1f} ms',
-                  file=sys.stderr)
-    return records
-
-
-def complexity(model, name, params, cfg, args) -> dict:
-    """GFLOPs (both conventions) at --flops-shape, beside the official table
-    where the config is an official recipe (VN13, act_num 4)."""
-    from vanillanet_mm.analysis import model_flops
-    flops = model_flops(model, args.flops_shape)
-    bb = cfg.model.backbone
-    recipe = bb.get('arch') == 'vanillanet_13' and bb.get('act_num') == 4
-    kind = 'vanillanet' if name in VN_FORMS else name
-    official = recipe and OFFICIAL_COMPLEXITY.get((type(model).__name__,
-                                                   kind))
-    flops.update(shape=list(args.flops_shape), params_m=params,
-                 official_gflops_table=official[0] if official else None,
-                 official_params_m_table=official[1] if official else None)
-    return flops
-
-
-def print_complexity(records) -> None:
-    fmt = lambda v: '-' if v is None else f'{v:.1f}'  # noqa: E731
-    rows = {r['model']: r['flops'] for r in records if r.get('flops')}
-    if not rows:
-        return
-    h, w = next(iter(rows.values()))['shape']
-    print(f'\nwhole model at 1x3x{h}x{w}: GFLOPs (1 multiply-add = 1) and '
-          f'params. "act": the series activations\' depthwise convs, '
-          f'"matmul": products outside layers (attention); the official '
-          f'counter sees neither, "module-hook" is the total less both')
-    print(f"{'model':<24}{'GFLOPs':>9}{'act':>7}{'matmul':>8}"
-          f"{'module-hook':>12}{'official':>10}{'params M':>10}"
-          f"{'official':>10}")
-    for name, f in rows.items():
-        print(f"{name:<24}{f['gflops']:>9.1f}{f['act_gflops']:>7.1f}"
-              f"{f['matmul_gflops']:>8.1f}{f['official_gflops']:>12.1f}"
-              f"{fmt(f['official_gflops_table']):>10}"
-              f"{f['params_m']:>10.1f}"
-              f"{fmt(f['official_params_m_table']):>10}")
-
-
 FORMS = {'vanillanet_train': 'training (λ=1)', 'vanillanet_fused': 'fused',
          'vanillanet_fused_torch': 'fused, torch ops'}
 
@@ -361,7 +221,6 @@ def finish(records, args, device):
               f"{r['fps']:>8.2f}"
               f"{fmt(r['speedup_vs_train_form'], '.2f'):>9}"
               f"{fmt(r['speedup_vs_resnet50'], '.2f'):>8}")
-    print_complexity(records)
     if args.out:
         atomic_write_json(records, args.out, indent=1)
     if args.plot:
@@ -390,11 +249,9 @@ def plot(records, args):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('config', nargs='?', help='config (model mode)')
     p.add_argument('--mode', choices=('backbone', 'model'),
-                   default='backbone')
-    p.add_argument('--checkpoint', help='weights for the VanillaNet model')
-    p.add_argument('--img-dir', default='data/demo/images/validation')
+                   default='backbone', help='backbone (the whole model: '
+                   'tools/analysis_tools/model_fps.py)')
     p.add_argument('--models', nargs='+', default=list(VN_FORMS + BASELINES),
                    choices=VN_FORMS + BASELINES)
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
@@ -403,8 +260,8 @@ def main():
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--compile', action='store_true')
     p.add_argument('--cuda-graph', action='store_true',
-                   help='backbone mode on CUDA: also time each model '
-                        'captured in a CUDA graph')
+                   help='on CUDA: also time each model captured in a CUDA '
+                        'graph')
     p.add_argument('--shape', type=int, nargs=2, default=(800, 1344),
                    metavar=('H', 'W'))
     p.add_argument('--batch-size', type=int, default=1,
@@ -417,24 +274,24 @@ def main():
     p.add_argument('--act-num', type=int, default=4)
     p.add_argument('--no-gmacs', dest='gmacs', action='store_false',
                    help='skip the (slow on CPU) MAC / FLOP count')
-    p.add_argument('--flops-shape', type=int, nargs=2, default=(1280, 800),
-                   metavar=('H', 'W'),
-                   help='model mode: input of the FLOP count (official: '
-                   '1280 800)')
     p.add_argument('--out', help='write records as JSON here')
     p.add_argument('--plot', help='write a latency bar chart PNG here')
-    args = p.parse_args()
+    args, unknown = p.parse_known_args()
+    if args.mode == 'model':
+        raise ConfigError(
+            'the whole-model benchmark is its own tool now: python '
+            'tools/analysis_tools/model_fps.py CONFIG [--checkpoint CKPT] '
+            '(see its --help)')
+    if unknown:
+        p.error(f'unrecognized arguments: {" ".join(unknown)}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise ConfigError('--device cuda requested but no CUDA GPU is '
                            'available here; use --device cpu')
-    if args.cuda_graph and (args.device != 'cuda' or args.mode != 'backbone'
-                            or args.compile):
+    if args.cuda_graph and (args.device != 'cuda' or args.compile):
         raise ConfigError('--cuda-graph times a captured backbone: it needs '
-                          '--mode backbone --device cuda and no --compile')
+                          '--device cuda and no --compile')
     if args.batch_size < 1:
         raise ConfigError(f'--batch-size must be >= 1, got {args.batch_size}')
-    if args.mode == 'model' and not args.config:
-        raise ConfigError('--mode model needs a CONFIG')
     if args.device == 'cpu' and set(args.dtype) - {'fp32', 'bf16'}:
         raise ConfigError(f'--dtype {" ".join(args.dtype)}: the CPU runs fp32 '
                          'and bf16 only; use --device cuda for tf32/fp16')
@@ -442,8 +299,7 @@ def main():
     # cuDNN picks its fastest algorithms for every model alike
     torch.backends.cudnn.benchmark = device.type == 'cuda'
     torch.manual_seed(0)
-    records = (backbone_records if args.mode == 'backbone' else
-               model_records)(args, device)
+    records = backbone_records(args, device)
     finish(records, args, device)
 
 

@@ -1,5 +1,5 @@
 """tools/benchmark_fps.py and tools/deployment/export_backbone_onnx.py as a
-user runs them."""
+user runs them (the whole model: test_model_fps.py)."""
 import copy
 import json
 import subprocess
@@ -117,37 +117,6 @@ def test_backbone_mode_gmacs(name, backbone_run, independent_counts):
         assert r['gmacs'] * 1e9 == pytest.approx(macs, rel=1e-9)
 
 
-@pytest.mark.slow
-def test_model_mode(tmp_path):
-    from vanillanet_mm.datasets import generate
-    generate(str(tmp_path / 'demo'), num_train=1, num_val=3, size=128)
-    out = tmp_path / 'm.json'
-    proc = tool('benchmark_fps.py', '--mode', 'model',
-                'configs/mask_rcnn/vanillanet_demo.py', '--img-dir',
-                tmp_path / 'demo/images/validation', '--iters', '2',
-                '--warmup', '1', '--models', 'vanillanet_train',
-                'vanillanet_fused', 'resnet50', 'swin_t',
-                '--flops-shape', '192', '256', '--batch-size', '2',
-                '--out', out)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    recs = json.loads(out.read_text())
-    assert [r['model'] for r in recs] == ['vanillanet_train',
-                                          'vanillanet_fused', 'resnet50',
-                                          'swin_t']
-    assert all(r['median_ms'] > 0 and r['batch_size'] == 2 for r in recs)
-    flops = {r['model']: r['flops'] for r in recs}
-    assert flops['vanillanet_fused']['gflops'] < flops['vanillanet_train'][
-        'gflops']
-    assert flops['resnet50']['act_gflops'] == 0
-    swin = flops['swin_t']  # attention products: invisible to module hooks
-    assert swin['matmul_gflops'] > 0 and swin['act_gflops'] == 0
-    assert swin['official_gflops'] == pytest.approx(
-        swin['gflops'] - swin['matmul_gflops'])
-    for f in flops.values():  # the demo is no official recipe
-        assert f['official_gflops_table'] is None and f['gflops'] > 0
-    assert 'module-hook' in proc.stdout
-
-
 @pytest.mark.parametrize('args, match', [
     (('--device', 'cuda'), 'no CUDA GPU is available'),
     (('--shape', '16', '200'), 'smaller than the total stride 32'),
@@ -155,6 +124,9 @@ def test_model_mode(tmp_path):
     (('--dtype', 'fp16'), 'use --device cuda for tf32/fp16'),
     (('--cuda-graph', ), '--cuda-graph times a captured backbone'),
     (('--batch-size', '0'), '--batch-size must be >= 1'),
+    (('--mode', 'model', 'configs/mask_rcnn/vanillanet_demo.py'),
+     'its own tool now: python tools/analysis_tools/model_fps.py CONFIG'),
+    (('--checkpoint', 'x.pth'), 'unrecognized arguments: --checkpoint'),
 ])
 def test_invalid_requests(args, match):
     if 'cuda' in args and torch.cuda.is_available():

@@ -1,10 +1,21 @@
 """Timing primitives: wall-clock latency synchronized around each call,
-CUDA-event GPU time, and CUDA-graph capture."""
+CUDA-event GPU time, CUDA-graph capture, and the precisions the FPS tools
+time in."""
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
+
+#: the ``--dtype`` choices of the FPS tools (tf32 and fp16: CUDA only)
+DTYPES = ('fp32', 'tf32', 'fp16', 'bf16')
+
+
+def set_precision(dtype: str) -> Optional[torch.dtype]:
+    """TF32 on/off; returns the autocast dtype (None: plain fp32)."""
+    torch.backends.cuda.matmul.allow_tf32 = dtype == 'tf32'
+    torch.backends.cudnn.allow_tf32 = dtype == 'tf32'
+    return {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(dtype)
 
 
 def _sync(device: torch.device) -> None:

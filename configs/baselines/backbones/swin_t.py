@@ -1,5 +1,5 @@
 # Swin-T (mmdet's, as in its Mask R-CNN Swin-T configs): the backbone
-# `tools/benchmark_fps.py --mode model` times in place of VanillaNet, with
+# `tools/analysis_tools/model_fps.py` times in place of VanillaNet, with
 # the channels of its four outputs (/4 ... /32) for the neck or heads.
 backbone = dict(type='mmdet.SwinTransformer', embed_dims=96,
                 depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
