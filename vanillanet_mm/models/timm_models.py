@@ -16,7 +16,7 @@ themselves; refused at λ ≠ 1) and official checkpoints through
 torch and timm only: this module and what it imports (:mod:`.arch`,
 :mod:`.blocks`, :mod:`.fusion`, :mod:`vanillanet_mm.ops`,
 :mod:`vanillanet_mm.utils.errors`) import no mmcv / mmengine / mmdet /
-mmseg (``tests/models/test_timm.py`` imports it where those cannot be
+mmseg (``tests/models/test_timm_contract.py`` imports it where those cannot be
 imported). The package's ``__init__`` registers the OpenMMLab side too, so
 ``import vanillanet_mm`` needs mmengine; it registers these models as well.
 
