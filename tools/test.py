@@ -24,6 +24,7 @@ from vanillanet_mm.models.checkpoint import (
     check_model_checkpoint,
 )
 from vanillanet_mm.utils.cli import user_errors
+from vanillanet_mm.utils.compat import scope_runner_loads
 from vanillanet_mm.utils.data_check import check_dataset
 
 
@@ -88,6 +89,7 @@ def main():
     with user_errors('test'):
         cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg)
+    scope_runner_loads(runner)  # the checkpoint: runner objects, argparse
     if args.out and cfg.default_scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(

@@ -10,10 +10,11 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-import vanillanet_mm  # noqa: F401  (registers VanillaNet, hooks, compat)
+import vanillanet_mm  # noqa: F401  (registers VanillaNet, hooks)
 from vanillanet_mm.apis import add_common_args, load_config
 from vanillanet_mm.engine import use_atomic_checkpoints
 from vanillanet_mm.utils.cli import user_errors
+from vanillanet_mm.utils.compat import scope_runner_loads
 from vanillanet_mm.utils.data_check import check_dataset
 from vanillanet_mm.utils.errors import ConfigError, InputFileError
 
@@ -65,6 +66,9 @@ def main():
     with user_errors('train'):
         cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg)
+    # --resume and load_from with the checkpoint objects allow-listed (also
+    # done by AtomicCheckpointHook, e.g. under mmdet's own tools/train.py)
+    scope_runner_loads(runner)
     runner.train()
 
 

@@ -14,6 +14,7 @@ import os.path as osp
 from mmengine.config import Config
 
 from .apis import SUPPORTED_SCOPES, follow_merged_checkpoint
+from .utils.compat import mmengine_checkpoint_objects
 from .utils.errors import ConfigError, InputFileError
 
 
@@ -27,10 +28,13 @@ def build_inferencer(config: str, checkpoint: str, device: str = 'cpu'):
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
-        return DetInferencer(model=cfg, weights=checkpoint, device=device,
-                             show_progress=False)
+        with mmengine_checkpoint_objects():  # the inferencer loads the weights
+            return DetInferencer(model=cfg, weights=checkpoint, device=device,
+                                 show_progress=False)
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=cfg, weights=checkpoint, device=device)
+        with mmengine_checkpoint_objects():
+            return MMSegInferencer(model=cfg, weights=checkpoint,
+                                   device=device)
     raise ConfigError(f'config default_scope must be one of '
                       f'{SUPPORTED_SCOPES}, got {scope!r}')

@@ -20,10 +20,12 @@ from deploy_helpers import (
     ROOT,
     SEG,
     assert_one_error,
+    demo_config,
     needs_mmdeploy,
     random_checkpoint,
     train_upernet,
 )
+from patch_probe import changed, snapshot
 from tool_helpers import data_options, tool
 
 ROI_ALIGN = [f'model.roi_head.{e}_roi_extractor.roi_layer.{k}' for e in (
@@ -176,6 +178,32 @@ def test_deploy_and_check(tmp_path, data, model):
     for name in ('onnxruntime', 'pytorch_fused'):
         lat = report['latency_ms_per_image'][name]
         assert lat['images'] == 4 and lat['median_ms'] > 0
+
+
+@needs_mmdeploy
+def test_deploying_leaves_no_patch(tmp_path, data):
+    """The export's fixes (vanillanet_mm.deploy.runtime) hold only around
+    it: after a deploy (the demo Mask R-CNN, dynamic: every fix is used)
+    torch, mmcv and mmdeploy are as they were, also after an exception."""
+    from mmdeploy.codebase import import_codebase
+    from mmdeploy.utils import Codebase
+
+    from vanillanet_mm.deploy.pipeline import deploy
+    import_codebase(Codebase.MMDET)  # mmdeploy's own rewriters come first
+    ckpt = random_checkpoint(tmp_path / 'm.pth', DET)
+    cfg = demo_config(DET, data, True)
+    before = snapshot()
+    deploy(cfg, str(ckpt), str(tmp_path / 'out'), dynamic=True,
+           log=lambda *_: None)
+    assert (tmp_path / 'out/end2end.onnx').is_file()
+    assert changed(before, snapshot()) == []
+
+    from vanillanet_mm.deploy.runtime import deploy_patches
+    with pytest.raises(ZeroDivisionError):
+        with deploy_patches():
+            assert changed(before, snapshot())  # in place inside
+            1 / 0
+    assert changed(before, snapshot()) == []
 
 
 TRT_DET = ROOT / ('configs/mmdeploy/'

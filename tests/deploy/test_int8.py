@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 
 from vanillanet_mm.utils.errors import ConfigError
 
@@ -18,6 +17,7 @@ from deploy_helpers import (
     ROOT,
     SEG,
     assert_one_error,
+    demo_config,
     needs_mmdeploy,
     random_checkpoint,
 )
@@ -241,17 +241,6 @@ def test_quantize_refuses_bad_groups_and_methods(tmp_path, kwargs, words):
 
 
 # ------------------------------------------------------------ calibration
-def demo_config(config, data, det, **options):
-    """The demo config on the test data, as tools/ load it."""
-    from vanillanet_mm.apis import register_scope
-    cfg = Config.fromfile(str(config))
-    cfg.merge_from_dict(dict(o.split('=', 1)
-                             for o in data_options(data, det)))
-    cfg.merge_from_dict(options)
-    register_scope(cfg)
-    return cfg
-
-
 def first_training_images(data, det, num):
     """The first ``num`` training images as the data set lists them
     (COCO: the annotation file's images with instances; ADE layout: the

@@ -73,7 +73,8 @@ def test_lambda_in_text_log(tmp_path):
 
 def test_resume_mid_anneal_continues_lambda_exactly(tmp_path):
     cfg = dict(type='IterBasedTrainLoop', max_iters=8)
-    ckpt = dict(type='CheckpointHook', interval=4, by_epoch=False)
+    # the configs' hook: --resume loads under torch's weights_only default
+    ckpt = dict(type='AtomicCheckpointHook', interval=4, by_epoch=False)
     full, _ = _train(tmp_path / 'full', dict(decay_iters=7), cfg,
                      checkpoint=ckpt)
     resumed, runner = _train(

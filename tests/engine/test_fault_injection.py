@@ -28,9 +28,9 @@ import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
 
-import vanillanet_mm  # noqa: F401  (torch.load allow-list)
 from vanillanet_mm.datasets import generate
 from vanillanet_mm.engine import use_atomic_checkpoints
+from vanillanet_mm.utils.compat import mmengine_checkpoint_objects
 
 from engine_helpers import make_runner
 from tool_helpers import ROOT, train_args
@@ -55,10 +55,17 @@ def last_iter(work_dir) -> int:
     return max(iters)
 
 
+def load(path):
+    """A runner checkpoint, loaded as --resume loads it (torch >= 2.6:
+    weights_only, with mmengine's objects allow-listed)."""
+    with mmengine_checkpoint_objects():
+        return torch.load(path, map_location='cpu')
+
+
 def resume_point(work_dir) -> Path:
     """What --resume would load; every checkpoint there must be complete."""
     for ckpt in Path(work_dir).glob('*.pth'):
-        torch.load(ckpt, map_location='cpu')  # raises if truncated
+        load(ckpt)  # raises if truncated
     last = Path((Path(work_dir) / 'last_checkpoint').read_text().strip())
     assert last.is_file()
     return last
@@ -82,7 +89,7 @@ def kill_when(wd, data, condition, log, *extra, poll=0.05) -> int:
 
 
 def weights(path):
-    return torch.load(path, map_location='cpu')['state_dict']
+    return load(path)['state_dict']
 
 
 @pytest.mark.slow
@@ -168,7 +175,7 @@ def test_save_cut_half_way(tmp_path, monkeypatch, hook):
     if hook == 'CheckpointHook':  # MMEngine's: why tools/train.py swaps it
         assert not last.exists()  # deleted before the new one was written
         with pytest.raises(Exception):
-            torch.load(tmp_path / 'epoch_2.pth')  # truncated, real name
+            load(tmp_path / 'epoch_2.pth')  # truncated, real name
         return
     assert resume_point(tmp_path) == last
     assert [p.name for p in tmp_path.glob('*.pth')] == ['epoch_1.pth']
@@ -250,7 +257,7 @@ def test_disk_full_stops_with_one_line(tmp_path, monkeypatch):
         assert sorted(p.name for p in (disk / 'work').iterdir()) == [
             'epoch_1.pth']  # no partial temp file left taking the space
         assert (work / 'last_checkpoint').read_text().strip() == str(first)
-        torch.load(first, map_location='cpu')  # complete
+        load(first)  # complete
         intact = shutil.copy(first, tmp_path / 'intact.pth')
     # space freed (the small disk is gone): resume from the intact one
     resumed = make_runner(work, [], dict(by_epoch=True, max_epochs=2),

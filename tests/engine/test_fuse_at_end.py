@@ -137,7 +137,8 @@ def _train(work_dir, fuse, max_iters=10, hooks=(), **kwargs):
                    rec],
         dict(type='IterBasedTrainLoop', max_iters=max_iters),
         optim_wrapper=OPTIM, param_scheduler=SCHEDULE,
-        checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
+        checkpoint=dict(type='AtomicCheckpointHook', interval=3,
+                        by_epoch=False),  # as the configs: weights_only resume
         **kwargs)
     runner.train()
     return rec.records, probe.seen, runner
@@ -200,6 +201,8 @@ def test_shallow_checkpoint_tests_fused(tmp_path):
         runner = make_runner(tmp_path / f'test{len(hooks)}', hooks, None,
                              model=TinyClassifier(deep_training=False),
                              load_from=str(tmp_path / 'full/iter_9.pth'),
+                             # the configs' hook: load_from under weights_only
+                             checkpoint=dict(type='AtomicCheckpointHook'),
                              test_dataloader=loader(6, seed=1),
                              test_evaluator=dict(type=LogitMetric),
                              test_cfg=dict())

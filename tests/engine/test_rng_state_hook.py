@@ -6,6 +6,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from vanillanet_mm.utils.compat import weights_only_loadable
+
 from engine_helpers import LogitMetric, loader, make_runner
 from rng_helpers import rng_worker, train_counting
 
@@ -99,8 +101,10 @@ def test_best_checkpoints_hold_the_states_before_validation(tmp_path):
 
 def _resume_log(work_dir, ckpt):
     runner = make_runner(work_dir, [dict(type='RNGStateHook')],
-                         dict(by_epoch=True, max_epochs=2), resume=True,
-                         load_from=str(ckpt), experiment_name=work_dir.name)
+                         dict(by_epoch=True, max_epochs=2),
+                         checkpoint=dict(type=ATOMIC, interval=1),
+                         resume=True, load_from=str(ckpt),
+                         experiment_name=work_dir.name)
     runner.train()
     return next(work_dir.glob('*/*.log')).read_text()
 
@@ -113,6 +117,7 @@ def test_resume_restores_or_warns(tmp_path):
     assert 'restored the generator states of iteration 4' in log
     stripped = torch.load(ckpt, weights_only=False)
     del stripped['rng_states']
+    weights_only_loadable(stripped)  # saved as the runner saves
     torch.save(stripped, tmp_path / 'stripped.pth')
     log = _resume_log(tmp_path / 'warned', tmp_path / 'stripped.pth')
     assert 'the checkpoint holds no generator states' in log

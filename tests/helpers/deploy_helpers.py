@@ -46,6 +46,17 @@ def random_checkpoint(path, config, act_learn=1.0, spread=False, **backbone):
     return path
 
 
+def demo_config(config, data, det, **options):
+    """The demo config on the test data, as tools/ load it."""
+    from vanillanet_mm.apis import register_scope
+    cfg = Config.fromfile(str(config))
+    cfg.merge_from_dict(dict(o.split('=', 1)
+                             for o in data_options(data, det)))
+    cfg.merge_from_dict(options)
+    register_scope(cfg)
+    return cfg
+
+
 def assert_one_error(proc, *words):
     """One ``deploy: error: …`` (a key list may follow, indented), no
     traceback, exit 1."""

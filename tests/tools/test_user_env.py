@@ -207,11 +207,19 @@ def test_mmdet_own_tools_on_our_config(tmp_path, data):
 @pytest.mark.slow
 @pytest.mark.compat
 def test_mmseg_own_tools_on_our_config(tmp_path, data):
+    loop = ['train_cfg.val_interval=2', 'custom_hooks.0.decay_iters=1',
+            'default_hooks.checkpoint.interval=2']
     _own_train_and_test('mmseg', SEG_DEMO, False,
-                        ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-                         'custom_hooks.0.decay_iters=1',
-                         'default_hooks.checkpoint.interval=2'],
-                        tmp_path, data)
+                        ['train_cfg.max_iters=2', *loop], tmp_path, data)
+    # its --resume: the runner checkpoint loads under torch's weights_only
+    # default (the config's AtomicCheckpointHook allow-lists for the load)
+    wd = tmp_path / 'work'
+    proc = run([sys.executable, tool_of('mmseg', 'train.py'), SEG_DEMO,
+                '--work-dir', wd, '--resume', '--cfg-options',
+                *data_options(data, False), 'train_cfg.max_iters=4', *loop])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
+    assert (wd / 'iter_4.pth').is_file()
 
 
 # ------------------------------------------------------------- inference

@@ -36,6 +36,7 @@ import vanillanet_mm  # noqa: F401
 from vanillanet_mm.apis import add_common_args, load_config
 from vanillanet_mm.engine.utils import unwrap
 from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.compat import mmengine_checkpoint_objects
 from vanillanet_mm.utils.latency import measure_ms, summarize
 
 FORMS = ('deep', 'cp', 'shallow')
@@ -84,7 +85,8 @@ def measure(args, form: str) -> dict:
     runner = Runner.from_cfg(cfg)
     model = runner.model.train()
     if args.checkpoint:
-        load_checkpoint(model, args.checkpoint, map_location='cpu')
+        with mmengine_checkpoint_objects():
+            load_checkpoint(model, args.checkpoint, map_location='cpu')
     set_form(model, form)
     optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
     batches = itertools.cycle(runner.build_dataloader(cfg.train_dataloader))

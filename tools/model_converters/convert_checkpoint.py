@@ -36,6 +36,7 @@ from vanillanet_mm.models.checkpoint import (
     to_backbone_state_dict,
 )
 from vanillanet_mm.utils.cli import run_cli
+from vanillanet_mm.utils.compat import mmengine_checkpoint_objects
 from vanillanet_mm.utils.errors import ConfigError
 from vanillanet_mm.utils.fileio import atomic_save
 
@@ -73,7 +74,8 @@ def to_deploy(args) -> None:
             f'{args.config} builds no VanillaNet: nothing to fuse')
     ckpt = read_checkpoint(args.src)
     try:
-        load_checkpoint(model, args.src, map_location='cpu', strict=True)
+        with mmengine_checkpoint_objects():
+            load_checkpoint(model, args.src, map_location='cpu', strict=True)
     except RuntimeError as e:
         raise CheckpointError(f'{args.src} does not match {args.config}: '
                          f'{str(e).splitlines()[0]} ...') from e

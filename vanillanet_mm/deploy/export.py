@@ -37,10 +37,12 @@ def load_model(cfg, checkpoint: str):
 
     from ..apis import build_model
     from ..models.checkpoint import check_model_checkpoint
+    from ..utils.compat import mmengine_checkpoint_objects
     model = build_model(cfg)
     sd = check_model_checkpoint(model, checkpoint)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    with mmengine_checkpoint_objects():
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
+                        logger='silent')
     return model.eval(), sd
 
 

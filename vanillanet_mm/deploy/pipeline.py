@@ -27,7 +27,7 @@ from .quantize import (
     select_groups,
     static_input_shape,
 )
-from .runtime import apply_patches, require_mmdeploy
+from .runtime import deploy_patches, require_mmdeploy
 
 #: input sizes (H, W) at which a dynamic export is compared with PyTorch
 DYNAMIC_SIZES = ((160, 224), (192, 192), (256, 320))
@@ -126,7 +126,6 @@ class Deployment:
         """The fused model, and the deploy config for it and its backend."""
         from mmdeploy.utils import get_backend
         from mmengine.config import Config
-        apply_patches()
         self.model = load_fused_model(self.cfg, self.checkpoint)
         self.deploy_cfg_path = deploy_cfg_path or deploy_config_path(
             self.cfg.default_scope,
@@ -154,8 +153,9 @@ class Deployment:
         os.makedirs(self.work_dir, exist_ok=True)
         self.loader = build_test_dataloader(self.cfg)
         self.img = self.loader.dataset[0]['data_samples'].img_path
-        self.onnx_file = export_onnx(self.model, self.deploy_cfg, self.cfg,
-                                     self.img, self.work_dir)
+        with deploy_patches():
+            self.onnx_file = export_onnx(self.model, self.deploy_cfg,
+                                         self.cfg, self.img, self.work_dir)
         self.log(f'wrote {self.onnx_file} ({self.deploy_cfg_path})')
         manager = get_backend_manager(self.backend)
         gpu = self.backend != 'onnxruntime'

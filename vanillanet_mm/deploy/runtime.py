@@ -1,7 +1,7 @@
 """What deploying needs at run time: the mmdeploy check, and three fixes
-for this stack applied by :func:`apply_patches` (nothing in site-packages
-is edited):
-
+for this stack that :func:`deploy_patches` puts in place around the export
+and takes off after it (nothing in site-packages is edited, nothing stays
+changed in torch, mmcv or mmdeploy):
 
 * torch 2.14's ``torch.onnx.export`` defaults to ``dynamo=True``, the new
   exporter, which mmdeploy's rewriters do not support (it fails on a missing
@@ -9,7 +9,7 @@ is edited):
   exporter mmdeploy was written for; a torch without the flag has only that
   one and is left as it is). The export runs in this process
   (mmdeploy's own ``tools/deploy.py`` spawns workers, which would not see the
-  patch), so every ``torch.onnx.export`` call sees it.
+  patch), so mmdeploy's ``torch.onnx.export`` call sees it.
 * mmcv 2.1's ``ops/point_sample.py`` builds ``torch.tensor(x.shape[2:])``,
   which tracing freezes into a constant: ``SimpleRoIAlign`` exported with
   dynamic shapes then samples wrong features at other image sizes. The shape
@@ -18,9 +18,15 @@ is edited):
 * mmdeploy's symbolic for mmcv's ``RoIAlign`` (ONNX Runtime: the standard
   ``RoiAlign``) imports ``torch.onnx.symbolic_opset9._cast_Long``, which
   torch 2.14 no longer has; it is put back (a Cast to int64).
+
+It also registers GridSample for ONNX Runtime in mmdeploy's symbolic
+rewriter (:func:`_grid_sampler_onnxruntime`), and takes the registration
+off again on exit.
 """
+import contextlib
 import functools
 import importlib
+from typing import Iterator
 
 import torch
 
@@ -88,26 +94,69 @@ def _cast_long(g, input, non_blocking=False):
     return g.op('Cast', input, to_i=7)  # TensorProto.INT64
 
 
-_PATCHED = False
+@contextlib.contextmanager
+def _replaced(module, name: str, value) -> Iterator[None]:
+    """``module.name`` is ``value`` inside; afterwards what it was (or
+    absent, if it was), also after an exception."""
+    missing = object()
+    old = vars(module).get(name, missing)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        if old is missing:
+            delattr(module, name)
+        else:
+            setattr(module, name, old)
 
 
-def apply_patches() -> None:
-    """The run-time fixes of this module's docstring (idempotent), and
-    GridSample for ONNX Runtime (see :func:`_grid_sampler_onnxruntime`)."""
-    global _PATCHED
-    if _PATCHED:
-        return
-    if onnx_export_kwargs():
-        torch.onnx.export = _legacy_onnx_export(torch.onnx.export)
-    opset9 = importlib.import_module('torch.onnx.symbolic_opset9')
-    if not hasattr(opset9, '_cast_Long'):
-        opset9._cast_Long = _cast_long
-    # ``mmcv.ops.point_sample`` is the function (mmcv.ops re-exports it over
-    # the module's name): patch the module itself
-    point_sample = importlib.import_module('mmcv.ops.point_sample')
-    point_sample.get_shape_from_feature_map = _shape_from_feature_map
+@contextlib.contextmanager
+def _symbolic_registered(func_name: str, symbolic, **kwargs) -> Iterator[None]:
+    """``symbolic`` in mmdeploy's ``SYMBOLIC_REWRITER`` inside (it is read
+    when a ``RewriterContext`` is entered); its record removed afterwards
+    (mmdeploy has no unregister: the record list of its registry)."""
     from mmdeploy.core import SYMBOLIC_REWRITER
-    SYMBOLIC_REWRITER.register_symbolic(
-        'grid_sampler', backend='onnxruntime',
-        is_pytorch=True)(_grid_sampler_onnxruntime)
-    _PATCHED = True
+    records = SYMBOLIC_REWRITER._registry._rewrite_records
+    had_name = func_name in records
+    SYMBOLIC_REWRITER.register_symbolic(func_name, **kwargs)(symbolic)
+    try:
+        yield
+    finally:
+        kept = [r for r in records.get(func_name, [])
+                if r.get('_object') is not symbolic]
+        if kept or had_name:
+            records[func_name] = kept
+        else:
+            records.pop(func_name, None)
+
+
+@contextlib.contextmanager
+def deploy_patches() -> Iterator[None]:
+    """The run-time fixes of this module's docstring, and GridSample for
+    ONNX Runtime, for the calls inside (the export); everything as it was
+    afterwards, also after an exception. A nested use adds nothing."""
+    with contextlib.ExitStack() as stack:
+        export = torch.onnx.export
+        if onnx_export_kwargs() and not getattr(
+                export, '_vanillanet_mm_legacy', False):
+            stack.enter_context(_replaced(torch.onnx, 'export',
+                                          _legacy_onnx_export(export)))
+        opset9 = importlib.import_module('torch.onnx.symbolic_opset9')
+        if not hasattr(opset9, '_cast_Long'):
+            stack.enter_context(_replaced(opset9, '_cast_Long', _cast_long))
+        # ``mmcv.ops.point_sample`` is the function (mmcv.ops re-exports it
+        # over the module's name): the module itself
+        point_sample = importlib.import_module('mmcv.ops.point_sample')
+        if point_sample.get_shape_from_feature_map is not \
+                _shape_from_feature_map:
+            stack.enter_context(_replaced(
+                point_sample, 'get_shape_from_feature_map',
+                _shape_from_feature_map))
+        from mmdeploy.core import SYMBOLIC_REWRITER
+        if not any(r.get('_object') is _grid_sampler_onnxruntime for r in
+                   SYMBOLIC_REWRITER._registry._rewrite_records.get(
+                       'grid_sampler', [])):
+            stack.enter_context(_symbolic_registered(
+                'grid_sampler', _grid_sampler_onnxruntime,
+                backend='onnxruntime', is_pytorch=True))
+        yield

@@ -21,6 +21,14 @@ as it was and stops the run with one line (:class:`DiskFullError`: the file,
 the space needed, the checkpoint that is intact); ``--resume`` continues
 from that checkpoint once space is freed.
 
+It also keeps runner checkpoints loadable by torch's ``weights_only``
+``torch.load`` (the default from torch 2.6, which mmengine 0.10.7 uses): it
+saves the MessageHub's HistoryBuffers without their statistics functions
+(:func:`~vanillanet_mm.utils.compat.weights_only_loadable`) and, from the
+start of a run, loads the runner's checkpoints (``load_from``, ``--resume``)
+inside :func:`~vanillanet_mm.utils.compat.mmengine_checkpoint_objects`
+(:func:`~vanillanet_mm.utils.compat.scope_runner_loads`: this runner only).
+
 This project's configs name it in ``default_hooks`` (so mmdet's and mmseg's
 own ``tools/train.py`` use it too); ``tools/train.py`` also puts it in place
 of a plain ``CheckpointHook`` (:func:`use_atomic_checkpoints`).
@@ -37,6 +45,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
+from ..utils.compat import scope_runner_loads, weights_only_loadable
 from ..utils.fileio import atomic_write_text
 
 
@@ -56,6 +65,14 @@ def _size(n: int) -> str:
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """:class:`mmengine.hooks.CheckpointHook`, crash-safe on local disks."""
+
+    def before_run(self, runner) -> None:
+        super().before_run(runner)
+        scope_runner_loads(runner)  # load_or_resume comes next
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        super().before_save_checkpoint(runner, checkpoint)
+        weights_only_loadable(checkpoint)
 
     def _atomic(self) -> bool:
         return (isinstance(self.file_backend, LocalBackend)

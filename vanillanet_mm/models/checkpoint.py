@@ -15,6 +15,7 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
+from ..utils.compat import mmengine_checkpoint_objects
 from ..utils.errors import FusionError, UserError
 
 HEAD_PREFIXES = ('cls1.', 'cls2.', 'cls.')
@@ -43,7 +44,9 @@ def read_checkpoint(path: str) -> dict:
     if '://' not in str(path) and not os.path.isfile(path):
         raise CheckpointError(f'checkpoint file not found: {path}')
     try:
-        ckpt = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+        with mmengine_checkpoint_objects():  # runner and official ones
+            ckpt = CheckpointLoader.load_checkpoint(str(path),
+                                                    map_location='cpu')
     except Exception as e:  # truncated zip, random bytes, pickle errors ...
         raise CheckpointError(
             f'{path} is not a readable PyTorch checkpoint (truncated or not a '
