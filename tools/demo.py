@@ -30,7 +30,12 @@ NO_VAL = 10**9  # a train_cfg.val_begin no demo schedule reaches
 TASKS = {
     'det': dict(config='configs/mask_rcnn/vanillanet_demo.py',
                 metrics={'bbox_mAP': ('coco/bbox_mAP', 0.72),
-                         'segm_mAP': ('coco/segm_mAP', 0.72)}),
+                         'segm_mAP': ('coco/segm_mAP', 0.72)},
+                # the pairs merged once λ reaches 1 (epoch 3 of 18) and the
+                # shallow network trained on: the ablation's `fuse` row
+                # (docs/deep_training_ablation.md), as accurate as keeping
+                # the pairs and a cheaper tail
+                train_options=('custom_hooks.0.fuse_at_end=True', )),
     'seg': dict(config='configs/upernet/vanillanet_demo.py',
                 metrics={'mIoU': ('mIoU', 80.0)},
                 # draw every 12th image (mmdet draws all), enough for PNGs
@@ -79,7 +84,8 @@ def run_task(task: str, args, env: dict, board) -> dict:
     board.watch(task, 'train', osp.join(wd, 'train.log'), max_epochs)
     # no validation inside training: evaluated once below by test.py
     tool('train', '--work-dir', wd, '--cfg-options', *data,
-         f'train_cfg.val_begin={NO_VAL}', f'randomness.seed={args.seed}')
+         f'train_cfg.val_begin={NO_VAL}', f'randomness.seed={args.seed}',
+         *TASKS[task].get('train_options', ()))
     out = {f'{task}_train_minutes': (time.time() - t0) / 60}
     ckpt = last_checkpoint(wd)
     lam = read_checkpoint(ckpt)['state_dict']['backbone._act_learn']
@@ -110,9 +116,11 @@ def backbone_latency(config: str, ckpt: str, size: int, iters: int):
     from mmengine.config import Config
 
     from vanillanet_mm.analysis import compare_forms
-    from vanillanet_mm.apis import build_model
+    from vanillanet_mm.apis import build_model, follow_merged_checkpoint
     from vanillanet_mm.models.checkpoint import read_checkpoint
-    model = build_model(Config.fromfile(config))
+    cfg = Config.fromfile(config)
+    follow_merged_checkpoint(cfg, ckpt)
+    model = build_model(cfg)
     model.load_state_dict(read_checkpoint(ckpt)['state_dict'])
     res = compare_forms(model.backbone.eval(), (size, size), iters,
                         warmup=3)
@@ -121,14 +129,15 @@ def backbone_latency(config: str, ckpt: str, size: int, iters: int):
 
 
 def measure_latency(args) -> dict:
-    """The det backbone's latency, timed alone after the trainings."""
-    if 'det' not in args.tasks:
-        return {}
-    ckpt = last_checkpoint(osp.join(args.work_dir, 'det'))
+    """A trained backbone's latency, as trained vs fused, timed alone after
+    the trainings: UperNet's (its deep pairs kept to the end), else the
+    Mask R-CNN's (merged at λ = 1)."""
+    task = 'seg' if 'seg' in args.tasks else 'det'
+    ckpt = last_checkpoint(osp.join(args.work_dir, task))
     t_train, t_fused, err = backbone_latency(
-        TASKS['det']['config'], ckpt, 192, args.latency_iters)
-    return dict(backbone_ms_train_form=t_train, backbone_ms_fused=t_fused,
-                backbone_fusion_rel_err=err)
+        TASKS[task]['config'], ckpt, 192, args.latency_iters)
+    return dict(backbone_task=task, backbone_ms_train_form=t_train,
+                backbone_ms_fused=t_fused, backbone_fusion_rel_err=err)
 
 
 @contextlib.contextmanager
@@ -234,7 +243,8 @@ def main():
               f'{met(min(a, b) >= target)}')
     print(f"act_learn at the end of training: {summary['act_learn_final']:g}")
     if 'backbone_ms_train_form' in summary:
-        print(f"backbone 1x3x192x192 on CPU: training form "
+        print(f"{summary['backbone_task']} backbone 1x3x192x192 on CPU: "
+              "as trained "
               f"{summary['backbone_ms_train_form']:.1f} ms, fused "
               f"{summary['backbone_ms_fused']:.1f} ms")
     total = summary['total_minutes']
