@@ -1,4 +1,4 @@
-"""What differs between the supported torch releases (2.1 … 2.14).
+"""What differs between the supported torch releases (2.1 … 2.15).
 
 One place for every feature that needs a newer torch than the lower bound;
 each switches off on an older torch with one log line naming the reason
