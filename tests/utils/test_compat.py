@@ -170,6 +170,32 @@ def test_mmengine_checkpoints_load_with_weights_only(tmp_path):
     assert 'HistoryBuffer' in proc.stderr, proc.stderr[-3000:]
 
 
+@pytest.mark.skipif(not compat.HAS_SAFE_GLOBALS,
+                    reason='torch < 2.4 has no weights_only allow-list')
+def test_overlapping_contexts_keep_the_allow_list_until_the_last(tmp_path):
+    """Two threads' loads overlap: the first to leave must not take the
+    allow-list from the other's load; the last to leave takes it off."""
+    import threading
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(_runner_style_checkpoint(), path)
+    before = _user_safe_globals()
+    first_in, second_in = threading.Event(), threading.Event()
+
+    def first():  # enters first, leaves while the second is still inside
+        with compat.mmengine_checkpoint_objects():
+            first_in.set()
+            assert second_in.wait(60)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_in.wait(60)
+    with compat.mmengine_checkpoint_objects():
+        second_in.set()
+        thread.join()
+        _check_loaded(torch.load(path, map_location='cpu', weights_only=True))
+    assert _user_safe_globals() == before
+
+
 def test_runner_loads_are_scoped_on_the_runner_object(tmp_path):
     """scope_runner_loads: this runner's load_checkpoint (load_from,
     resume) loads inside the context; the class is not touched."""

@@ -34,6 +34,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import threading
 import types
 from typing import Iterator
 
@@ -90,26 +91,40 @@ def checkpoint_globals() -> list:
     return allowed
 
 
+_allow_lock = threading.Lock()
+_allow_users = 0  # contexts active in this process (threads, nesting)
+_allow_added: list = []
+
+
 @contextlib.contextmanager
 def mmengine_checkpoint_objects() -> Iterator[None]:
     """While active, ``torch.load(weights_only=True)`` (mmengine's loads on
-    torch >= 2.6) accepts :func:`checkpoint_globals`; on exit exactly the
-    ones it added are taken off torch's allow-list again, also after an
-    exception. Nothing on a torch without the allow-list (< 2.4)."""
+    torch >= 2.6) accepts :func:`checkpoint_globals`; when the last active
+    one (of any thread, or nested) exits, exactly the ones it added are
+    taken off torch's allow-list again, also after an exception. Nothing on
+    a torch without the allow-list (< 2.4)."""
+    global _allow_users, _allow_added
     if not HAS_SAFE_GLOBALS:
         yield
         return
-    before = set(torch.serialization.get_safe_globals())
-    added = [g for g in checkpoint_globals() if g not in before]
-    torch.serialization.add_safe_globals(added)
+    with _allow_lock:
+        if _allow_users == 0:
+            before = set(torch.serialization.get_safe_globals())
+            _allow_added = [g for g in checkpoint_globals()
+                            if g not in before]
+            torch.serialization.add_safe_globals(_allow_added)
+        _allow_users += 1
     try:
         yield
     finally:
-        added = set(added)
-        kept = [g for g in torch.serialization.get_safe_globals()
-                if g not in added]
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(kept)
+        with _allow_lock:
+            _allow_users -= 1
+            if _allow_users == 0:
+                added = set(_allow_added)
+                kept = [g for g in torch.serialization.get_safe_globals()
+                        if g not in added]
+                torch.serialization.clear_safe_globals()
+                torch.serialization.add_safe_globals(kept)
 
 
 def _loads_checkpoint_objects(load):
