@@ -69,6 +69,7 @@ def run_task(task: str, args, env: dict, board, max_epochs) -> dict:
     tools/test.py, plain and with --deploy; each tool's output in a log
     (``max_epochs``: the config's, for the status line)."""
     from vanillanet_mm.datasets import cfg_options
+    from vanillanet_mm.models.checkpoint import read_checkpoint
     cfg_path, wd = TASKS[task]['config'], osp.join(args.work_dir, task)
     os.makedirs(wd, exist_ok=True)
     data = cfg_options(args.data_root, coco=task == 'det')
@@ -85,6 +86,8 @@ def run_task(task: str, args, env: dict, board, max_epochs) -> dict:
          *TASKS[task].get('train_options', ()))
     out = {f'{task}_train_minutes': (time.time() - t0) / 60}
     ckpt = last_checkpoint(wd)
+    lam = read_checkpoint(ckpt)['state_dict']['backbone._act_learn']
+    out[f'{task}_act_learn_final'] = float(lam)
     metrics = {}
     for form, phase, extra in (
             ('test', 'test', ('--show-dir', osp.join(wd, 'vis'))),
@@ -210,7 +213,6 @@ def main():
         from mmengine.config import Config
 
         from vanillanet_mm.datasets import generate
-        from vanillanet_mm.models.checkpoint import read_checkpoint
         from vanillanet_mm.utils.fileio import atomic_write_json
         from vanillanet_mm.utils.progress import ProgressBoard
         generate(args.data_root)
@@ -223,12 +225,6 @@ def main():
                 for out in pool.map(lambda t: run_task(
                         t, args, env, board, max_epochs[t]), args.tasks):
                     summary.update(out)
-        # here, not in the workers: the checkpoint reader's allow-list of
-        # torch's weights_only loads is global to the process
-        for task in args.tasks:
-            ckpt = last_checkpoint(osp.join(args.work_dir, task))
-            lam = read_checkpoint(ckpt)['state_dict']['backbone._act_learn']
-            summary[f'{task}_act_learn_final'] = float(lam)
         summary.update(measure_latency(args))
     rows = [(name, target, summary[name], summary[f'{name}_fused'])
             for task in args.tasks
