@@ -7,15 +7,16 @@ The shallow form (one conv + BN per stage, still trainable: the paper's
 network without deep training, or a deep one merged at λ = 1) names them
 ``stem.0``/``stem.1``/``stem.2`` and ``conv.0``/``conv.1``.
 
-torch only (no OpenMMLab import): the timm classifiers are built from these
-too. A block takes its norm as ``norm_layer``, a factory ``channels ->
-module``; the mmengine backbone passes one built from its ``norm_cfg``.
+torch and timm only (no OpenMMLab import): the timm classifiers are built
+from these too. A block takes its norm as ``norm_layer``, a factory
+``channels -> module``; the mmengine backbone passes one built from its
+``norm_cfg``.
 """
-import math
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from ..ops import check_impl, series_act
@@ -28,17 +29,6 @@ NormLayer = Callable[[int], nn.Module]
 def batch_norm(channels: int) -> nn.BatchNorm2d:
     """The official norm: BatchNorm with eps 1e-6."""
     return nn.BatchNorm2d(channels, eps=1e-6)
-
-
-@torch.no_grad()
-def trunc_normal_(tensor: Tensor, std: float = .02, bound: float = 2.
-                  ) -> Tensor:
-    """Normal(0, std) truncated to [-bound, bound], drawn as upstream (timm,
-    mmengine) draws it: uniform, then the inverse normal CDF, so a seeded
-    init gives the same weights (torch's own now draws differently)."""
-    cdf = (1. + math.erf(bound / std / math.sqrt(2.))) / 2.
-    return tensor.uniform_(1. - 2. * cdf, 2. * cdf - 1.).erfinv_().mul_(
-        std * math.sqrt(2.)).clamp_(-bound, bound)
 
 
 def conv_norm(in_ch: int, out_ch: int, norm_layer: NormLayer = batch_norm,

@@ -34,7 +34,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import SelectAdaptivePool2d
+from timm.layers import SelectAdaptivePool2d, trunc_normal_
 from timm.models import (
     build_model_with_cfg,
     checkpoint,
@@ -61,7 +61,6 @@ from .blocks import (
     check_fusable,
     merge_conv_norm_conv,
     set_act_impl,
-    trunc_normal_,
 )
 
 #: ``pretrained_cfg`` names of the first conv and the classifier, per layout
