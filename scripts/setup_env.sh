@@ -46,9 +46,8 @@ VENV="$(cd "$(dirname "$VENV")" && pwd)/$(basename "$VENV")"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 TORCH_VERSION="${TORCH_PINS[0]#torch==}"
 # The ops' compile flags. CFLAGS replaces Python's own (-O3 -g ...) in the
-# torch extension build, so the optimisation level is set here: at -O0
-# mmcv's CPU nms took 4.4x as long as torchvision's (2000 random boxes, one
-# thread: 108 vs 25 ms) and its roi_align forward + backward 2.5x. -g0:
+# torch extension build, so the optimisation level is set here: without it
+# mmcv's CPU ops (nms, roi_align) ran unoptimised. -g0:
 # debug info for torch's templates made each file compile about 2.7x
 # slower. -O2 compiles as fast as -O0 (the time goes to parsing torch's
 # headers). The cache folder names the flags, so a wheel built with other
